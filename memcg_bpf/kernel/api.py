@@ -1,0 +1,60 @@
+"""Entry points: describe the wanted kernel, build it or find it in the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MemcgBpfError
+from ..paths import cache_dir, patch_dir
+from ..progress import Progress
+from . import kconfig
+from .build import Artifacts, Builder, BuildRequest, cached
+from .patches import read_series
+from .source import KernelSource, debian_source, given_source
+
+FRAGMENT_NAME = "qemu.config"
+
+
+def make_request(source: KernelSource, *, baseline: bool = False,
+                 overrides: tuple[str, ...] = (), jobs: int = 0) -> BuildRequest:
+    patches = patch_dir()
+    fragment_path = patches / FRAGMENT_NAME
+    if not fragment_path.is_file():
+        raise MemcgBpfError(f"{fragment_path} is missing: restore kernel_patch/ from the repository")
+    fragment = kconfig.parse_fragment(fragment_path.read_text())
+    parsed = [kconfig.parse_override(spec) for spec in overrides]
+    return BuildRequest(
+        source=source,
+        series=None if baseline else read_series(patches),
+        fragment=fragment,
+        overrides={o.name: o for o in parsed},
+        jobs=jobs,
+    )
+
+
+def resolve_source(source: Path | None, progress: Progress) -> KernelSource:
+    return given_source(source) if source else debian_source(cache_dir(), progress)
+
+
+def build(source: Path | None = None, *, baseline: bool = False, overrides: tuple[str, ...] = (),
+          jobs: int = 0, force: bool = False, progress: Progress | None = None) -> tuple[Artifacts, bool]:
+    """Build (or reuse) a kernel; returns the artifacts and whether they came from the cache."""
+    progress = progress or Progress()
+    request = make_request(resolve_source(source, progress), baseline=baseline, overrides=overrides, jobs=jobs)
+    hit = None if force else cached(cache_dir(), request)
+    if hit:
+        progress.say("cache", f"kernel {request.variant} {request.key()} is up to date")
+        return hit, True
+    return Builder(cache_dir(), request, progress).run(), False
+
+
+def find_built(*, baseline: bool = False, overrides: tuple[str, ...] = ()) -> Artifacts:
+    """The cached kernel for the current series and fragment, without building."""
+    progress = Progress(quiet=True)
+    request = make_request(resolve_source(None, progress), baseline=baseline, overrides=overrides)
+    hit = cached(cache_dir(), request)
+    if hit is None:
+        flag = " --baseline" if baseline else ""
+        raise MemcgBpfError(f"no {request.variant} kernel is built for the current patches and config: "
+                            f"run 'memcg-bpf kernel build{flag}' first, or pass --kernel PATH")
+    return hit

@@ -1,0 +1,1 @@
+"""Boot the test kernel in QEMU and run one command inside it."""

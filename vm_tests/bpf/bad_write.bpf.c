@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Test program the verifier must reject: a store to FIELD of the context
+ * (-DFIELD=gfp_mask, ...) or, with -DTHROUGH_MEMCG, a store through the
+ * memcg pointer at the same offset as nr_pages in the context.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+SEC("struct_ops/try_charge_memcg")
+int BPF_PROG(bad_write, struct try_charge_memcg *tcm)
+{
+#ifdef THROUGH_MEMCG
+	tcm->memcg->css.ss = 0;
+#else
+	tcm->FIELD = 0;
+#endif
+	return 0;
+}
+
+SEC(".struct_ops.link")
+struct memcg_ops bad_write_ops = {
+	.try_charge_memcg = (void *)bad_write,
+};

@@ -1,0 +1,96 @@
+"""Fixtures for tests that boot the patched kernel: one fresh VM per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from memcg_bpf.compile import Toolchain, compile_bpf, vmlinux_h
+from memcg_bpf.kernel.api import build
+from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.libbpf import Libbpf
+from memcg_bpf.paths import REPO_ROOT, cache_dir
+from memcg_bpf.progress import Progress
+from memcg_bpf.toolchain import find_clang
+from memcg_bpf.vm.splat import find_splats
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def kernel() -> Artifacts:
+    """The patched kernel, built once (later sessions hit the cache)."""
+    artifacts, _ = build(progress=Progress())
+    return artifacts
+
+
+@pytest.fixture(scope="session")
+def objects_dir() -> Path:
+    # Under the cache, not /tmp: the guest sees the host root, but its /tmp is a fresh tmpfs.
+    return cache_dir() / "vm-tests"
+
+
+@pytest.fixture(scope="session")
+def bpf_object(kernel: Artifacts, objects_dir: Path) -> Callable[..., Path]:
+    """Compile vm_tests/bpf/NAME.bpf.c (with -D defines) against the built kernel's BTF."""
+    bpf = Libbpf(kernel.libbpf)
+    headers = vmlinux_h(bpf, kernel.vmlinux, cache_dir())
+    tools = Toolchain(find_clang(), kernel.include)
+
+    def compile_one(name: str, *defines: str) -> Path:
+        suffix = "".join("-" + d.replace("=", "_").lower() for d in defines)
+        return compile_bpf(HERE / "bpf" / f"{name}.bpf.c", objects_dir, headers, tools,
+                           defines=defines, name=name + suffix)
+    return compile_one
+
+
+@pytest.fixture(scope="session")
+def memhog(objects_dir: Path) -> Path:
+    objects_dir.mkdir(parents=True, exist_ok=True)
+    target = objects_dir / "memhog"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(target), str(HERE / "helpers" / "memhog.c")], check=True)
+    return target
+
+
+@dataclass
+class VmResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        assert lines, f"the guest printed nothing on stdout; stderr:\n{self.stderr}"
+        return json.loads(lines[-1])
+
+
+def run_vm(kernel: Artifacts, argv: list[str], *, cpus: int = 2, timeout: float = 300,
+           extra: tuple[str, ...] = ()) -> VmResult:
+    """`memcg-bpf vm run` as a user would call it; a splat or timeout fails the test."""
+    env = dict(os.environ, MEMCG_BPF_LIBBPF=str(kernel.libbpf), PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "memcg_bpf", "vm", "run", "--kernel", str(kernel.bzimage),
+           "--cpus", str(cpus), "--timeout", str(timeout), *extra, "--", *argv]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout + 60, check=False)
+    assert proc.returncode not in (124, 125, 126), (
+        f"VM run failed with {proc.returncode}:\n{proc.stderr[-6000:]}")
+    assert not find_splats(proc.stderr), proc.stderr
+    return VmResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def scenario(kernel: Artifacts) -> Callable[..., Any]:
+    """Run vm_tests/guest/scenarios.py NAME in a fresh VM and return its JSON."""
+    def call(name: str, args: dict[str, Any], *, cpus: int = 2, timeout: float = 300) -> Any:
+        result = run_vm(kernel, ["python3", "-m", "vm_tests.guest.scenarios", name,
+                                 json.dumps(args, default=str)], cpus=cpus, timeout=timeout)
+        assert result.exit_code == 0, f"scenario {name} failed:\n{result.stderr[-6000:]}"
+        return result.json()
+    return call

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * memhog: fault in anonymous memory so that its cgroup charges pages.
+ *
+ *   memhog MB            touch MB of memory once, then exit
+ *   memhog MB SECONDS    map, touch and unmap MB repeatedly for SECONDS
+ *
+ * MEMHOG_THP=1 asks for transparent huge pages (MADV_HUGEPAGE), otherwise
+ * MADV_NOHUGEPAGE keeps every fault at 4 KiB. Prints the number of rounds.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int touch(size_t bytes, int thp)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("memhog: mmap");
+		return -1;
+	}
+	madvise(p, bytes, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	for (size_t off = 0; off < bytes; off += page)
+		p[off] = (char)(off / page) | 1;
+	munmap(p, bytes);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *thp_env = getenv("MEMHOG_THP");
+	int thp = thp_env && !strcmp(thp_env, "1");
+	size_t bytes;
+	double seconds, end;
+	long rounds = 0;
+
+	if (argc < 2 || argc > 3) {
+		fprintf(stderr, "usage: memhog MB [SECONDS]\n");
+		return 2;
+	}
+	bytes = strtoul(argv[1], NULL, 10) << 20;
+	seconds = argc == 3 ? atof(argv[2]) : 0;
+	end = now() + seconds;
+	do {
+		if (touch(bytes, thp))
+			return 1;
+		rounds++;
+	} while (now() < end);
+	printf("%ld\n", rounds);
+	return 0;
+}

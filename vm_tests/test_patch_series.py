@@ -1,0 +1,67 @@
+"""The patch series as kernel code: style, and builds of every variant that must build."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.kernel.patches import read_series
+from memcg_bpf.paths import REPO_ROOT, patch_dir
+
+from .conftest import run_vm
+
+
+def series_files() -> list[Path]:
+    return list(read_series(patch_dir()).patches)
+
+
+@pytest.mark.parametrize("patch", series_files(), ids=lambda p: p.name[:4])
+def test_checkpatch_strict_is_clean(patch: Path, kernel: Artifacts) -> None:
+    source = Path(kernel.manifest["source"])
+    proc = subprocess.run([str(source / "scripts" / "checkpatch.pl"), "--strict", "--no-tree", str(patch)],
+                          capture_output=True, text=True, check=False)
+    assert "total: 0 errors, 0 warnings, 0 checks" in proc.stdout, proc.stdout
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_patched_kernel_built_without_warnings(kernel: Artifacts) -> None:
+    assert kernel.manifest["patches"] == [p.name for p in series_files()]
+    assert kernel.manifest["warnings"] == []
+
+
+def build_json(*args: str, env: dict[str, str] | None = None) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "memcg_bpf", "kernel", "build", "--json", *args],
+                          cwd=REPO_ROOT, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, check=False, timeout=3000)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.slow
+def test_builds_with_memcg_bpf_disabled(kernel: Artifacts) -> None:
+    result = build_json("--config", "CONFIG_MEMCG_BPF=n")
+    assert result["warnings"] == []
+    config = Path(result["config"]).read_text()
+    assert "# CONFIG_MEMCG_BPF is not set" in config
+    # And it boots: without the option there is no memcg_ops type in BTF.
+    off = Artifacts(Path(result["bzImage"]).parent, {})
+    vm = run_vm(off, ["sh", "-c", "grep -c memcg_ops /sys/kernel/btf/vmlinux || true"])
+    assert vm.stdout.strip() == "0"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("count", range(1, len(series_files())))
+def test_each_prefix_of_the_series_builds(count: int, tmp_path: Path, kernel: Artifacts) -> None:
+    for patch in series_files()[:count]:
+        shutil.copy2(patch, tmp_path / patch.name)
+    (tmp_path / "series").write_text("".join(p.name + "\n" for p in series_files()[:count]))
+    shutil.copy2(patch_dir() / "qemu.config", tmp_path / "qemu.config")
+    result = build_json(env={"MEMCG_BPF_PATCH_DIR": str(tmp_path)})
+    assert result["warnings"] == []
