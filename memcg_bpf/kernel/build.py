@@ -133,6 +133,7 @@ class Builder:
         self.stage = self.tree / "stage"
         self.log = self.tree / "build.log"
         self.jobs = request.jobs or default_jobs()
+        self.config_warnings: list[str] = []
 
     def run(self) -> Artifacts:
         require("make", "gcc", "flex", "bison", "bc", "pahole", "rsync", "patch", package_hint=APT_HINT + " patch gcc make")
@@ -183,13 +184,13 @@ class Builder:
     def configure(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         self.progress.say("config", "allnoconfig + fragment, then olddefconfig")
-        self.make(["allnoconfig"])
+        self.config_warnings = self.make(["allnoconfig"])
         config = self.out / ".config"
         # Appended lines override allnoconfig's; olddefconfig then fills in
         # defaults for what the fragment enabled (e.g. menus it depends on).
         with config.open("a") as f:
             f.write(kconfig.render(self.request.options))
-        self.make(["olddefconfig"])
+        self.config_warnings += self.make(["olddefconfig"])
         dropped = kconfig.dropped_options(self.request.options, kconfig.read_config(self.out / ".config"))
         if dropped:
             raise MemcgBpfError(
@@ -198,18 +199,21 @@ class Builder:
             )
 
     # -- make ---------------------------------------------------------------
-    def make(self, targets: list[str]) -> None:
+    def make(self, targets: list[str]) -> list[str]:
+        """Run a short make step; return its warning lines."""
         cmd = ["make", "-C", str(self.src), f"O={self.out}", *targets]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        output = result.stdout + result.stderr
         if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+            tail = "\n".join(output.strip().splitlines()[-15:])
             raise MemcgBpfError(f"'make {' '.join(targets)}' failed in {self.src}; its output ends:\n{tail}")
+        return [line.strip() for line in output.splitlines() if "warning" in line.lower()]
 
     def make_kernel(self) -> list[str]:
         self.progress.say("build", f"make -j{self.jobs} bzImage (log: {self.log})")
         cmd = ["make", "-C", str(self.src), f"O={self.out}", f"-j{self.jobs}", "bzImage"]
         compiled = 0
-        warnings: list[str] = []
+        warnings: list[str] = list(self.config_warnings)
         last_report = time.monotonic()
         last_object = ""
         with self.log.open("w") as log, subprocess.Popen(
@@ -229,7 +233,8 @@ class Builder:
                     self.progress.say("build", f"{compiled} steps done, now {last_object}")
             proc.wait()
         if proc.returncode != 0:
-            errors = [ln for ln in self.log.read_text(errors="replace").splitlines() if "error" in ln.lower()]
+            lines = self.log.read_text(errors="replace").splitlines()
+            errors = [ln.strip() for ln in lines if " error: " in ln or "Error " in ln]
             first = errors[0] if errors else "see the log"
             raise MemcgBpfError(f"kernel build failed: {first}; full log: {self.log}")
         self.progress.say("build", f"bzImage ready ({compiled} steps, {len(warnings)} warnings)")
