@@ -27,14 +27,36 @@ FOOTER = """
 """
 
 
+def _declare(lib: ctypes.CDLL) -> None:
+    lib.btf__parse.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    lib.btf__parse.restype = ctypes.c_void_p
+    lib.btf__free.argtypes = [ctypes.c_void_p]
+    lib.btf__raw_data.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]
+    lib.btf__raw_data.restype = ctypes.c_void_p
+
+
+def raw_btf(bpf: Libbpf, btf_path: Path) -> bytes:
+    """The raw BTF of a vmlinux ELF file or of /sys/kernel/btf/vmlinux."""
+    lib = bpf.lib
+    _declare(lib)
+    btf = lib.btf__parse(str(btf_path).encode(), None)
+    if not btf:
+        raise MemcgBpfError(f"{btf_path} has no BTF: pass a vmlinux built with CONFIG_DEBUG_INFO_BTF "
+                            "or /sys/kernel/btf/vmlinux")
+    try:
+        size = ctypes.c_uint32()
+        data = lib.btf__raw_data(btf, ctypes.byref(size))
+        return ctypes.string_at(data, size.value)
+    finally:
+        lib.btf__free(btf)
+
+
 def dump_c(bpf: Libbpf, btf_path: Path) -> str:
     """All types of the BTF in btf_path (an ELF with .BTF, or raw BTF) as C."""
     lib = bpf.lib
-    lib.btf__parse.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
-    lib.btf__parse.restype = ctypes.c_void_p
+    _declare(lib)
     lib.btf__type_cnt.argtypes = [ctypes.c_void_p]
     lib.btf__type_cnt.restype = ctypes.c_uint32
-    lib.btf__free.argtypes = [ctypes.c_void_p]
     lib.btf_dump__new.argtypes = [ctypes.c_void_p, _DUMP_FN, ctypes.c_void_p, ctypes.c_void_p]
     lib.btf_dump__new.restype = ctypes.c_void_p
     lib.btf_dump__dump_type.argtypes = [ctypes.c_void_p, ctypes.c_uint32]

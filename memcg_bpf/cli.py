@@ -6,11 +6,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import click
 
-from .errors import MemcgBpfError
+from .errors import MemcgBpfError, UsageError
+
+if TYPE_CHECKING:
+    from .libbpf import Libbpf
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -27,6 +30,8 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except MemcgBpfError as exc:
+            if exc.details:
+                click.echo(exc.details.rstrip(), err=True)
             fail(exc.message, exc.exit_code)
         return None
 
@@ -148,3 +153,228 @@ def vm_run(kernel_path: Path | None, baseline: bool, kvm: bool, cpus: int, memor
             click.echo(splat.excerpt, err=True)
         fail(result.problem, result.exit_code)
     sys.exit(result.exit_code)
+
+
+# -- policies: build, load, unload, list, stats ---------------------------------
+def _libbpf() -> "Libbpf":
+    from .libbpf import Libbpf, default_libbpf_path
+    return Libbpf(default_libbpf_path())
+
+
+def _sources(targets: tuple[str, ...]) -> list[Path]:
+    from . import policy
+    from .errors import UsageError
+    if not targets:
+        return [p.source for p in policy.bundled()]
+    out = []
+    for target in targets:
+        if target.endswith(".c"):
+            path = Path(target)
+            if not path.is_file():
+                raise UsageError(f"{target}: no such file")
+            out.append(path)
+        else:
+            out.append(policy.find(target).source)
+    return out
+
+
+def _compile(bpf: "Libbpf", targets: tuple[str, ...], btf: Path | None, out_dir: Path | None) -> list[Path]:
+    from .compile import Toolchain, build_objects, default_btf, default_include
+    from .paths import cache_dir
+    from .toolchain import find_clang
+    tools = Toolchain(find_clang(), default_include())
+    return build_objects(bpf, _sources(targets), default_btf(btf), cache_dir(), tools, out_dir)
+
+
+@main.command("build")
+@click.argument("targets", nargs=-1, metavar="[POLICY|FILE.bpf.c]...")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write objects here (default: the cache, keyed by content).")
+@click.option("--btf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Kernel BTF to compile against (default: /sys/kernel/btf/vmlinux, else the built vmlinux).")
+@click.option("--json", "as_json", is_flag=True, help="Print the object paths as JSON.")
+def build_cmd(targets: tuple[str, ...], out_dir: Path | None, btf: Path | None, as_json: bool) -> None:
+    """Compile policies with clang against a vmlinux.h made from kernel BTF.
+
+    With no argument, compiles every bundled policy. Objects are cached by
+    the content of the source, its headers and the BTF.
+
+    \b
+    Examples:
+      memcg-bpf build telemetry
+      memcg-bpf build my_policy.bpf.c -o out/
+      memcg-bpf build --btf ~/.cache/memcg-bpf/kernels/KEY/vmlinux
+    """
+    objects = _compile(_libbpf(), targets, btf, out_dir)
+    if as_json:
+        click.echo(json.dumps([str(o) for o in objects], indent=2))
+    else:
+        for obj in objects:
+            click.echo(str(obj))
+
+
+@main.command("load")
+@click.argument("target", metavar="POLICY|FILE.bpf.o")
+@click.option("--name", help="Name to load it under (default: the policy or file name).")
+@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE",
+              help="Set a const volatile knob before load (repeatable).")
+@click.option("--btf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="BTF to compile a bundled policy against (default: the running kernel's).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was loaded as JSON.")
+def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | None, as_json: bool) -> None:
+    """Register a policy's memcg_ops and pin it under /sys/fs/bpf/memcg-bpf/NAME.
+
+    The policy stays active after the command exits, until 'unload'.
+    A bundled policy is compiled on first use.
+
+    \b
+    Examples:
+      memcg-bpf load telemetry
+      memcg-bpf load reclaim_boost --set reclaim_pages=256 --set cgroup_ids=/batch
+      memcg-bpf load ./my_policy.bpf.o --name mine
+    """
+    from . import policy
+    from .loader import load
+
+    bpf = _libbpf()
+    ranges: dict[str, tuple[int, int]] = {}
+    if target.endswith(".o"):
+        obj_path, source = Path(target), ""
+        if not obj_path.is_file():
+            raise UsageError(f"{target}: no such file")
+    else:
+        sources = _sources((target,))
+        obj_path = _compile(bpf, (target,), btf, None)[0]
+        source = str(sources[0])
+        if not target.endswith(".c"):
+            ranges = {k.name: k.range for k in policy.find(target).knobs if k.range}
+    default_name = obj_path.name.removesuffix(".bpf.o").removesuffix(".o")
+    loaded = load(bpf, obj_path, name or default_name, sets, source=source, ranges=ranges)
+    if as_json:
+        click.echo(json.dumps(loaded.meta, indent=2))
+    else:
+        knobs = ", ".join(f"{k}={v}" for k, v in loaded.meta["knobs"].items()) or "no knobs"
+        click.echo(f"loaded {loaded.name} ({knobs}); pinned at {loaded.directory}")
+
+
+@main.command("unload")
+@click.argument("name", required=False)
+@click.option("--all", "unload_all", is_flag=True, help="Unload every memcg-bpf policy.")
+def unload_cmd(name: str | None, unload_all: bool) -> None:
+    """Unregister a policy and remove its pins.
+
+    \b
+    Examples:
+      memcg-bpf unload telemetry
+      memcg-bpf unload --all
+    """
+    from . import pins
+    from .loader import unload
+
+    if bool(name) == unload_all:
+        raise UsageError("name one policy or pass --all (see 'memcg-bpf list')")
+    for policy_name in pins.names() if unload_all else [name or ""]:
+        unload(policy_name)
+        click.echo(f"unloaded {policy_name}")
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.option("--enable-stats", is_flag=True,
+              help="Turn on kernel.bpf_stats_enabled (system-wide) so run counts and times are collected.")
+def list_cmd(as_json: bool, enable_stats: bool) -> None:
+    """Active policies: object, knobs, load time, map and program ids, run counts.
+
+    \b
+    Examples:
+      memcg-bpf list
+      memcg-bpf list --json --enable-stats
+    """
+    from . import listing
+    from .bpfsys import Sys
+
+    if enable_stats:
+        listing.enable_stats()
+        click.echo("enabled kernel.bpf_stats_enabled (system-wide; set it to 0 to turn it off)", err=True)
+    entries = listing.policies(Sys(_libbpf()))
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+    else:
+        click.echo(listing.render(entries, listing.stats_enabled()))
+
+
+@main.command("stats")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help='JSON: {"policy", "globals", "maps"}.')
+@click.option("--prometheus", is_flag=True, help="Prometheus text format (node_exporter textfile collector).")
+@click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECS",
+              help="Redraw every SECS seconds, with rates.")
+def stats_cmd(name: str, as_json: bool, prometheus: bool, watch: float | None) -> None:
+    """Every map and global of a loaded policy, decoded through its BTF.
+
+    Keys and fields typed memcg_bpf_cgid_t are shown with the cgroup's path.
+
+    \b
+    Examples:
+      memcg-bpf stats telemetry
+      memcg-bpf stats telemetry --json
+      memcg-bpf stats telemetry --prometheus > /var/lib/node_exporter/memcg_bpf.prom
+      memcg-bpf stats telemetry --watch 2
+    """
+    import time
+
+    from . import stats
+    from .bpfsys import Sys
+
+    if as_json and prometheus:
+        raise UsageError("--json and --prometheus exclude each other: pick one")
+    reader = stats.Reader(Sys(_libbpf()))
+
+    def render(snapshot: stats.Snapshot, rates: dict[tuple[str, ...], float] | None = None) -> str:
+        if as_json:
+            return json.dumps(snapshot.as_json(), indent=2)
+        if prometheus:
+            return stats.prometheus(snapshot).rstrip("\n")
+        return stats.table(snapshot, rates)
+
+    snapshot = reader.snapshot(name)
+    if watch is None:
+        click.echo(render(snapshot))
+        return
+    before, then = stats.numbers(snapshot), time.monotonic()
+    click.echo(render(snapshot))
+    try:
+        while True:
+            time.sleep(watch)
+            snapshot = reader.snapshot(name)
+            now, numbers = time.monotonic(), stats.numbers(snapshot)
+            rates = {k: (v - before.get(k, 0)) / (now - then) for k, v in numbers.items()}
+            before, then = numbers, now
+            click.echo("\x1b[2J\x1b[H" + render(snapshot, rates))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command("policies")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def policies_cmd(as_json: bool) -> None:
+    """The bundled policies, with a one-line description and their knobs.
+
+    \b
+    Examples:
+      memcg-bpf policies
+      memcg-bpf policies --json
+    """
+    from . import policy
+
+    found = policy.bundled()
+    if as_json:
+        click.echo(json.dumps([{"name": p.name, "description": p.description, "source": str(p.source),
+                                "knobs": [{"name": k.name, "type": k.type, "default": k.default,
+                                           "help": k.help, "range": list(k.range) if k.range else None}
+                                          for k in p.knobs]} for p in found], indent=2))
+        return
+    for p in found:
+        click.echo(f"{p.name:14} {p.description}")
+        for k in p.knobs:
+            click.echo(f"  {k.name} ({k.type}, default {k.default}): {k.help}")

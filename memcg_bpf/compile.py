@@ -8,12 +8,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .btfdump import dump_c
+from .btfdump import dump_c, raw_btf
 from .errors import MemcgBpfError, UsageError
 from .libbpf import Libbpf
+from .preflight import kernel_has_memcg_ops
 from .toolchain import find_clang
 
 RUNNING_BTF = Path("/sys/kernel/btf/vmlinux")
+MEMCG_OPS_MARK = b"\0bpf_struct_ops_memcg_ops\0"
 
 
 @dataclass(frozen=True)
@@ -31,24 +33,51 @@ def _digest(*parts: bytes) -> str:
 
 
 def vmlinux_h(bpf: Libbpf, btf: Path, cache: Path) -> Path:
-    """Generate (once per BTF content) and return the directory holding vmlinux.h."""
+    """Generate (once per BTF content) and return the directory holding vmlinux.h.
+
+    The key is the raw BTF's hash: the same for a vmlinux file and the kernel
+    it boots, so objects built on the host are found inside the VM.
+    """
     if not btf.exists():
         raise UsageError(f"{btf} does not exist: pass --btf FILE (e.g. the built vmlinux)")
-    stat = btf.stat()
-    key = _digest(str(btf.resolve()).encode(), str(stat.st_size).encode(), str(int(stat.st_mtime)).encode())
-    directory = cache / "vmlinux-h" / key
+    raw = raw_btf(bpf, btf)
+    if MEMCG_OPS_MARK not in raw:
+        raise UsageError(f"{btf} has no memcg_ops type, it is not the patched kernel's BTF: pass --btf with the "
+                         "vmlinux from 'memcg-bpf kernel build --json', or run inside 'memcg-bpf vm run'")
+    key = _digest(raw)
+    for base in (cache, fallback_cache()):
+        header = base / "vmlinux-h" / key / "vmlinux.h"
+        if header.exists():
+            return header.parent
+    directory = writable(cache) / "vmlinux-h" / key
+    directory.mkdir(parents=True, exist_ok=True)
     header = directory / "vmlinux.h"
-    if not header.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = header.with_suffix(".tmp")
-        tmp.write_text(dump_c(bpf, btf))
-        tmp.rename(header)
+    tmp = directory / f".vmlinux.h.{os.getpid()}"
+    tmp.write_text(dump_c(bpf, btf))
+    tmp.rename(header)
     return directory
 
 
+def fallback_cache() -> Path:
+    """Inside the test VM the host's cache is read-only: write here instead."""
+    return Path("/tmp/memcg-bpf-cache")
+
+
+def writable(cache: Path) -> Path:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = cache / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+        return cache
+    except OSError:
+        return fallback_cache()
+
+
 def compile_bpf(source: Path, out_dir: Path, header_dir: Path, tools: Toolchain,
-                defines: tuple[str, ...] = (), name: str | None = None) -> Path:
-    """Compile source to out_dir/NAME.bpf.o unless an identical build is there."""
+                defines: tuple[str, ...] = (), name: str | None = None,
+                also_look_in: tuple[Path, ...] = ()) -> Path:
+    """Compile source to out_dir/NAME.bpf.o unless an identical build is there (or in also_look_in)."""
     if not source.is_file():
         raise UsageError(f"{source}: no such BPF source file")
     includes = sorted(source.parent.glob("*.h"))
@@ -56,14 +85,15 @@ def compile_bpf(source: Path, out_dir: Path, header_dir: Path, tools: Toolchain,
              *(f"-D{d}" for d in defines),
              f"-I{header_dir}", f"-I{tools.libbpf_include}", f"-I{source.parent}"]
     key = _digest(source.read_bytes(), *(p.read_bytes() for p in includes),
-                  (header_dir / "vmlinux.h").stat().st_mtime_ns.to_bytes(8, "little"),
-                  " ".join(flags).encode(), tools.clang.encode())
+                  header_dir.name.encode(), " ".join(flags[:-3]).encode(), tools.clang.encode())
     stem = name or source.name.removesuffix(".bpf.c").removesuffix(".c")
+    for directory in (*also_look_in, out_dir):
+        target = directory / f"{stem}.bpf.o"
+        stamp = directory / f"{stem}.bpf.o.key"
+        if target.exists() and stamp.exists() and stamp.read_text() == key:
+            return target
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{stem}.bpf.o"
-    stamp = out_dir / f"{stem}.bpf.o.key"
-    if target.exists() and stamp.exists() and stamp.read_text() == key:
-        return target
     tmp = out_dir / f".{stem}.{os.getpid()}.bpf.o"
     result = subprocess.run([tools.clang, *flags, "-c", str(source), "-o", str(tmp)],
                             capture_output=True, text=True, check=False)
@@ -71,9 +101,45 @@ def compile_bpf(source: Path, out_dir: Path, header_dir: Path, tools: Toolchain,
         tmp.unlink(missing_ok=True)
         raise MemcgBpfError(f"clang failed to compile {source}", details=result.stderr)
     tmp.rename(target)
-    stamp.write_text(key)
+    (out_dir / f"{stem}.bpf.o.key").write_text(key)
     return target
+
+
+def build_objects(bpf: Libbpf, sources: list[Path], btf: Path, cache: Path, tools: Toolchain,
+                  out_dir: Path | None = None) -> list[Path]:
+    """Compile sources against btf; by default into the cache, keyed by the BTF's content."""
+    headers = vmlinux_h(bpf, btf, cache)
+    if out_dir is not None:
+        return [compile_bpf(src, out_dir, headers, tools) for src in sources]
+    shared = cache / "objs" / headers.name
+    target = writable(cache) / "objs" / headers.name
+    return [compile_bpf(src, target, headers, tools, also_look_in=(shared,)) for src in sources]
 
 
 def default_toolchain(libbpf_include: Path) -> Toolchain:
     return Toolchain(find_clang(), libbpf_include)
+
+
+def default_btf(explicit: Path | None) -> Path:
+    """--btf FILE, else the running kernel's BTF if it has memcg_ops, else the built test kernel's."""
+    if explicit is not None:
+        return explicit
+    if kernel_has_memcg_ops(RUNNING_BTF):
+        return RUNNING_BTF
+    from .kernel.api import find_built
+    try:
+        return find_built().vmlinux
+    except MemcgBpfError:
+        raise UsageError("neither the running kernel nor a built test kernel has memcg_ops BTF: "
+                         "run 'memcg-bpf kernel build' or pass --btf FILE") from None
+
+
+def default_include() -> Path:
+    """libbpf's headers (bpf/bpf_helpers.h): from the test kernel build, else the system's."""
+    from .kernel.api import find_built
+    try:
+        return find_built().include
+    except MemcgBpfError:
+        if Path("/usr/include/bpf/bpf_helpers.h").exists():
+            return Path("/usr/include")
+        raise

@@ -85,6 +85,12 @@ class Libbpf:
             "bpf_link__destroy": ([P], I),
             "bpf_link__fd": ([P], I),
             "bpf_link__pin": ([P, C], I),
+            "bpf_object__btf": ([P], P),
+            "btf__raw_data": ([P, ctypes.POINTER(U)], P),
+            "bpf_map__initial_value": ([P, ctypes.POINTER(S)], P),
+            "bpf_map__btf_value_type_id": ([P], U),
+            "bpf_map__map_flags": ([P], U),
+            "bpf_map__pin": ([P, C], I),
         }
         for name, (args, res) in sigs.items():
             fn = getattr(self.lib, name)
@@ -202,6 +208,27 @@ class Map:
             if value is not None:
                 yield key, value
 
+    @property
+    def flags(self) -> int:
+        return self.bpf.lib.bpf_map__map_flags(self.ptr)
+
+    @property
+    def btf_value_type_id(self) -> int:
+        return self.bpf.lib.bpf_map__btf_value_type_id(self.ptr)
+
+    def initial_value(self) -> ctypes.Array[ctypes.c_char]:
+        """The map's initial data (.rodata/.data/.bss), writable until load."""
+        size = ctypes.c_size_t()
+        ptr = self.bpf.lib.bpf_map__initial_value(self.ptr, ctypes.byref(size))
+        if not ptr:
+            raise MemcgBpfError(f"map {self.name} has no initial value")
+        return (ctypes.c_char * size.value).from_address(ptr)
+
+    def pin(self, path: str) -> None:
+        ret = self.bpf.lib.bpf_map__pin(self.ptr, path.encode())
+        if ret:
+            raise LibbpfError(f"cannot pin map {self.name} at {path}", _err(ret), self.bpf.take_log())
+
     def attach_struct_ops(self) -> Link:
         """Register the struct_ops map: a link for .struct_ops.link maps, a map update otherwise."""
         with self.bpf.capture() as log:
@@ -273,6 +300,15 @@ class Object:
             if p.name == name:
                 return p
         raise MemcgBpfError(f"{self.path} has no program named {name}")
+
+    def raw_btf(self) -> bytes:
+        """The object's BTF, as raw bytes for memcg_bpf.btf.Btf."""
+        btf = self.bpf.lib.bpf_object__btf(self.ptr)
+        if not btf:
+            raise MemcgBpfError(f"{self.path} has no BTF: compile it with clang -g")
+        size = ctypes.c_uint32()
+        data = self.bpf.lib.btf__raw_data(btf, ctypes.byref(size))
+        return ctypes.string_at(data, size.value)
 
     def struct_ops_maps(self) -> list[Map]:
         return [m for m in self.maps() if m.type == BPF_MAP_TYPE_STRUCT_OPS]

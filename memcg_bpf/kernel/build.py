@@ -26,9 +26,10 @@ from .source import KernelSource
 from ..paths import REPO_ROOT
 
 DEFAULT_PATCH_DIR = REPO_ROOT / "kernel_patch"
+BUILD_SUBDIR = "build-out"
 
 # Bump when the build recipe changes in a way that changes the artifacts.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 APT_HINT = "flex bison bc libelf-dev libssl-dev dwarves zlib1g-dev rsync"
 
 
@@ -129,7 +130,10 @@ class Builder:
         self.progress = progress
         self.tree = cache / "trees" / request.variant
         self.src = self.tree / "src"
-        self.out = self.tree / "out"
+        # A direct subdirectory of the source: kbuild then writes relative
+        # paths (srctree := ..) into its command records, so a copied tree
+        # (see seed_tree) still builds incrementally.
+        self.out = self.src / BUILD_SUBDIR
         self.stage = self.tree / "stage"
         self.log = self.tree / "build.log"
         self.jobs = request.jobs or default_jobs()
@@ -157,7 +161,7 @@ class Builder:
         for sibling in sorted(self.tree.parent.glob("*")):
             identity = sibling / "source-identity"
             if (identity.is_file() and identity.read_text() == self.request.source.identity
-                    and (sibling / "out" / "vmlinux").exists()):
+                    and (sibling / "src" / BUILD_SUBDIR / "vmlinux").exists()):
                 self.progress.say("source", f"seeding {self.tree.name} from {sibling.name} for an incremental build")
                 tmp = self.tree.with_name(self.tree.name + ".seeding")
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -178,7 +182,8 @@ class Builder:
         self.progress.say("source", f"syncing changed files into {self.src}")
         # No -t: files whose content changed get a new mtime, the others keep
         # theirs, so make rebuilds exactly what the change touches.
-        subprocess.run(["rsync", "-rlc", "--delete", f"{self.stage}/", f"{self.src}/"], check=True)
+        subprocess.run(["rsync", "-rlc", "--delete", f"--exclude=/{BUILD_SUBDIR}/",
+                        f"{self.stage}/", f"{self.src}/"], check=True)
 
     # -- configure --------------------------------------------------------
     def configure(self) -> None:
@@ -207,7 +212,9 @@ class Builder:
         if result.returncode != 0:
             tail = "\n".join(output.strip().splitlines()[-15:])
             raise MemcgBpfError(f"'make {' '.join(targets)}' failed in {self.src}; its output ends:\n{tail}")
-        return [line.strip() for line in output.splitlines() if "warning" in line.lower()]
+        # "override: reassigning to symbol" is the fragment doing its job.
+        return [line.strip() for line in output.splitlines()
+                if "warning" in line.lower() and "override: reassigning to symbol" not in line]
 
     def make_kernel(self) -> list[str]:
         self.progress.say("build", f"make -j{self.jobs} bzImage (log: {self.log})")

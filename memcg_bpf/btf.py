@@ -1,0 +1,207 @@
+"""A reader for raw BTF and a decoder of values through it (pure Python).
+
+`memcg-bpf stats` and `load --set` use it: every map value, key and global
+of a policy is decoded from the policy's own BTF, so no policy needs a
+hand-written decoder.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import MemcgBpfError
+
+MAGIC = 0xEB9F
+CGID_TYPEDEF = "memcg_bpf_cgid_t"
+
+INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, \
+    VAR, DATASEC, FLOAT, DECL_TAG, TYPE_TAG, ENUM64 = range(1, 20)
+_MODIFIERS = {TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG}
+
+
+@dataclass
+class Member:
+    name: str
+    type_id: int
+    bit_offset: int
+    bitfield_size: int = 0
+
+
+@dataclass
+class Type:
+    id: int
+    kind: int
+    name: str
+    size_or_type: int
+    vlen: int
+    kind_flag: bool
+    int_encoding: int = 0
+    int_bits: int = 0
+    array: tuple[int, int] = (0, 0)  # element type, count
+    members: list[Member] = field(default_factory=list)
+    enum_values: dict[int, str] = field(default_factory=dict)
+    secinfo: list[tuple[int, int, int]] = field(default_factory=list)  # var type id, offset, size
+
+
+class CgroupId(int):
+    """An integer that was typed memcg_bpf_cgid_t in the policy."""
+
+
+class Btf:
+    """Types of one BTF blob, by id (1-based; 0 is void)."""
+
+    def __init__(self, raw: bytes) -> None:
+        if len(raw) < 24:
+            raise MemcgBpfError("BTF data is truncated")
+        magic, _version, _flags, hdr_len = struct.unpack_from("<HBBI", raw, 0)
+        if magic != MAGIC:
+            raise MemcgBpfError("not BTF data (bad magic)")
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", raw, 8)
+        self._strings = raw[hdr_len + str_off: hdr_len + str_off + str_len]
+        self.types: list[Type | None] = [None]
+        self._parse(raw[hdr_len + type_off: hdr_len + type_off + type_len])
+        self._by_name: dict[tuple[str, int], int] = {}
+        for t in self.types[1:]:
+            assert t is not None
+            self._by_name.setdefault((t.name, t.kind), t.id)
+
+    def _str(self, off: int) -> str:
+        end = self._strings.index(b"\0", off)
+        return self._strings[off:end].decode(errors="replace")
+
+    def _parse(self, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            name_off, info, size_or_type = struct.unpack_from("<III", data, pos)
+            pos += 12
+            kind = (info >> 24) & 0x1F
+            vlen = info & 0xFFFF
+            t = Type(len(self.types), kind, self._str(name_off), size_or_type, vlen, bool(info >> 31))
+            if kind == INT:
+                (enc,) = struct.unpack_from("<I", data, pos)
+                t.int_encoding, t.int_bits = (enc >> 24) & 0xF, enc & 0xFF
+                pos += 4
+            elif kind == ARRAY:
+                elem, _index, nelems = struct.unpack_from("<III", data, pos)
+                t.array = (elem, nelems)
+                pos += 12
+            elif kind in (STRUCT, UNION):
+                for _ in range(vlen):
+                    m_name, m_type, m_off = struct.unpack_from("<III", data, pos)
+                    pos += 12
+                    if t.kind_flag:
+                        t.members.append(Member(self._str(m_name), m_type, m_off & 0xFFFFFF, m_off >> 24))
+                    else:
+                        t.members.append(Member(self._str(m_name), m_type, m_off))
+            elif kind == ENUM:
+                for _ in range(vlen):
+                    e_name, e_val = struct.unpack_from("<Ii", data, pos)
+                    pos += 8
+                    t.enum_values[e_val] = self._str(e_name)
+            elif kind == ENUM64:
+                for _ in range(vlen):
+                    e_name, lo, hi = struct.unpack_from("<III", data, pos)
+                    pos += 12
+                    t.enum_values[(hi << 32) | lo] = self._str(e_name)
+            elif kind == FUNC_PROTO:
+                pos += 8 * vlen
+            elif kind in (VAR, DECL_TAG):
+                pos += 4
+            elif kind == DATASEC:
+                for _ in range(vlen):
+                    t.secinfo.append(struct.unpack_from("<III", data, pos))
+                    pos += 12
+            self.types.append(t)
+
+    def __getitem__(self, type_id: int) -> Type:
+        t = self.types[type_id]
+        if t is None:
+            raise MemcgBpfError(f"BTF type {type_id} is void")
+        return t
+
+    def find(self, name: str, kind: int) -> Type | None:
+        type_id = self._by_name.get((name, kind))
+        return self.types[type_id] if type_id else None
+
+    def resolve(self, type_id: int) -> Type:
+        """Skip typedefs and modifiers."""
+        t = self[type_id]
+        while t.kind in _MODIFIERS:
+            t = self[t.size_or_type]
+        return t
+
+    def is_cgid(self, type_id: int) -> bool:
+        t = self[type_id]
+        while t.kind in _MODIFIERS:
+            if t.kind == TYPEDEF and t.name == CGID_TYPEDEF:
+                return True
+            t = self[t.size_or_type]
+        return False
+
+    def size(self, type_id: int) -> int:
+        t = self.resolve(type_id)
+        if t.kind in (INT, ENUM, ENUM64, STRUCT, UNION, FLOAT, DATASEC):
+            return t.size_or_type
+        if t.kind == PTR:
+            return 8
+        if t.kind == ARRAY:
+            return self.size(t.array[0]) * t.array[1]
+        raise MemcgBpfError(f"BTF type {t.name or t.id} has no size")
+
+    def type_name(self, type_id: int) -> str:
+        """A C-like name for messages: 'u32', 'memcg_bpf_cgid_t[16]', 'struct x'."""
+        t = self[type_id]
+        if t.kind in (VOLATILE, CONST, RESTRICT, TYPE_TAG):
+            return self.type_name(t.size_or_type)
+        if t.kind == ARRAY:
+            return f"{self.type_name(t.array[0])}[{t.array[1]}]"
+        if t.kind in (STRUCT, UNION):
+            return f"{'struct' if t.kind == STRUCT else 'union'} {t.name or '(anon)'}"
+        if t.kind == PTR:
+            return "pointer"
+        return t.name or f"type {t.id}"
+
+    # -- decoding ----------------------------------------------------------
+    def decode(self, type_id: int, data: bytes, offset: int = 0) -> Any:
+        """A Python value for the bytes of a value of type type_id."""
+        cgid = self.is_cgid(type_id)
+        t = self.resolve(type_id)
+        if t.kind == INT:
+            if t.int_encoding & 4:  # BOOL
+                return data[offset] != 0
+            size = t.size_or_type
+            value = int.from_bytes(data[offset:offset + size], "little", signed=bool(t.int_encoding & 1))
+            return CgroupId(value) if cgid else value
+        if t.kind in (ENUM, ENUM64):
+            value = int.from_bytes(data[offset:offset + t.size_or_type], "little", signed=t.kind_flag)
+            return t.enum_values.get(value, value)
+        if t.kind == PTR:
+            return int.from_bytes(data[offset:offset + 8], "little")
+        if t.kind == FLOAT:
+            fmt = {4: "<f", 8: "<d"}.get(t.size_or_type)
+            return struct.unpack_from(fmt, data, offset)[0] if fmt else None
+        if t.kind == ARRAY:
+            elem, count = t.array
+            elem_t = self.resolve(elem)
+            if elem_t.kind == INT and elem_t.size_or_type == 1 and elem_t.int_encoding & 2:  # char[]
+                return data[offset:offset + count].split(b"\0", 1)[0].decode(errors="replace")
+            step = self.size(elem)
+            return [self.decode(elem, data, offset + i * step) for i in range(count)]
+        if t.kind in (STRUCT, UNION):
+            out = {}
+            for m in t.members:
+                if m.bitfield_size:
+                    raw = int.from_bytes(data[offset:offset + t.size_or_type], "little")
+                    out[m.name] = (raw >> m.bit_offset) & ((1 << m.bitfield_size) - 1)
+                else:
+                    out[m.name or f"anon{m.bit_offset}"] = self.decode(m.type_id, data, offset + m.bit_offset // 8)
+            return out
+        if t.kind == DATASEC:
+            out = {}
+            for var_id, var_off, _size in t.secinfo:
+                var = self[var_id]
+                out[var.name] = self.decode(var.size_or_type, data, offset + var_off)
+            return out
+        return data[offset:offset + self.size(type_id)].hex()

@@ -1,0 +1,63 @@
+"""Checks before touching the kernel: memcg_ops present, capabilities, bpffs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import MemcgBpfError
+
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+BPFFS = Path("/sys/fs/bpf")
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+NO_MEMCG_OPS = ("this kernel has no memcg_ops struct_ops; build and boot the patched kernel: "
+                "memcg-bpf kernel build && memcg-bpf vm run -- ...")
+
+
+def kernel_has_memcg_ops(btf_path: Path = VMLINUX_BTF) -> bool:
+    try:
+        data = btf_path.read_bytes()
+    except OSError:
+        return False
+    return b"\0bpf_struct_ops_memcg_ops\0" in data
+
+
+def require_memcg_ops() -> None:
+    if not kernel_has_memcg_ops():
+        raise MemcgBpfError(NO_MEMCG_OPS)
+
+
+def effective_caps(status: Path = Path("/proc/self/status")) -> int:
+    for line in status.read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def require_caps() -> None:
+    caps = effective_caps()
+    if caps & (1 << CAP_SYS_ADMIN):
+        return
+    missing = [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not caps & (1 << bit)]
+    if missing:
+        raise MemcgBpfError(f"loading a memcg_ops policy needs {' and '.join(missing)} (or CAP_SYS_ADMIN): "
+                            "run memcg-bpf as root")
+
+
+def bpffs_mounted(mounts: Path = Path("/proc/self/mounts")) -> bool:
+    for line in mounts.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == str(BPFFS) and fields[2] == "bpf":
+            return True
+    return False
+
+
+def require_bpffs() -> None:
+    if not bpffs_mounted():
+        raise MemcgBpfError(f"bpffs is not mounted at {BPFFS}: run 'mount -t bpf bpf {BPFFS}'")
+
+
+def require_all() -> None:
+    require_memcg_ops()
+    require_caps()
+    require_bpffs()

@@ -1,0 +1,160 @@
+"""The memcg-bpf CLI inside the VM: load, stats, list, unload, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.paths import REPO_ROOT
+
+from .conftest import run_vm
+
+GUEST = "vm_tests.guest.cli_flow"
+
+
+@pytest.fixture(scope="session")
+def policies_built(kernel: Artifacts) -> list[Path]:
+    """Compile the bundled policies on the host (fast) against the kernel's BTF; the guest finds them in the cache."""
+    proc = subprocess.run([sys.executable, "-m", "memcg_bpf", "build", "--btf", str(kernel.vmlinux), "--json"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+                          env={**os.environ, "MEMCG_BPF_LIBBPF": str(kernel.libbpf)})
+    assert proc.returncode == 0, proc.stderr
+    return [Path(p) for p in json.loads(proc.stdout)]
+
+
+def flow(kernel: Artifacts, memhog: Path, policy: str, *knobs: str, observe: Path | None = None) -> dict[str, Any]:
+    args = {"policy": policy, "memhog": str(memhog), "knobs": list(knobs), "observe": str(observe or "")}
+    vm = run_vm(kernel, ["python3", "-m", GUEST, json.dumps(args)])
+    assert vm.exit_code == 0, vm.stderr
+    return vm.json()
+
+
+def metric_samples(text: str) -> list[Any]:
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def test_telemetry_end_to_end(kernel: Artifacts, memhog: Path, policies_built: list[Path]) -> None:
+    r = flow(kernel, memhog, "telemetry")
+    assert r["load"]["rc"] == 0, r["load"]["stderr"]
+    assert r["hog_rc"] == 0
+    # stats --json: failed charges of the test cgroup, shown with its path.
+    stats = json.loads(r["stats_json"]["stdout"])
+    assert stats["policy"] == "telemetry"
+    assert set(stats) == {"policy", "globals", "maps"}
+    rows = [row for row in stats["maps"]["cgroups"] if row["key"]["path"] == "/demo"]
+    assert len(rows) == 1 and rows[0]["key"]["cgroup_id"] == r["cgroup_id"]
+    demo = rows[0]["value"]
+    assert demo["failed"] > 0 and demo["charged"] > 0
+    assert demo["calls"] == demo["failed"] + demo["charged"]
+    assert sum(demo["reclaim_log2_pages"]) == demo["failed"]
+    assert stats["globals"]["total_failed"] >= demo["failed"]
+    # stats --prometheus parses, with the same number for the same cgroup.
+    samples = metric_samples(r["stats_prometheus"]["stdout"])
+    failed = [s for s in samples if s.name == "memcg_bpf_telemetry_cgroups_failed" and s.labels["cgroup"] == "/demo"]
+    assert [s.value for s in failed] == [demo["failed"]]
+    assert "/demo (id" in r["stats_table"]["stdout"]
+    # list showed it with its kernel objects; after unload nothing is left.
+    listed = json.loads(r["list_loaded"]["stdout"])
+    assert [e["name"] for e in listed] == ["telemetry"]
+    assert listed[0]["struct_ops_map_id"] in r["loaded_objects"]["struct_ops_maps"]
+    after_run = json.loads(r["list_after_run"]["stdout"])[0]
+    assert after_run["programs"][0]["run_cnt"] > 0
+    assert r["unload"]["rc"] == 0
+    assert json.loads(r["list_unloaded"]["stdout"]) == []
+    assert r["after"] == r["before"], "struct_ops map or programs left in the kernel"
+    assert r["pins_left"] == []
+
+
+def test_reclaim_boost_raises_the_reclaim_target(kernel: Artifacts, memhog: Path, policies_built: list[Path],
+                                                 bpf_object: Callable[..., Path]) -> None:
+    r = flow(kernel, memhog, "reclaim_boost", "reclaim_pages=256", "cgroup_ids=CGROUP",
+             observe=bpf_object("observe"))
+    assert r["load"]["rc"] == 0, r["load"]["stderr"]
+    assert r["hog_rc"] == 0
+    stats = json.loads(r["stats_json"]["stdout"])
+    rows = stats["maps"]["boosted"]
+    assert [row["key"]["path"] for row in rows] == ["/demo"]
+    value = rows[0]["value"]
+    assert value["boosted"] > 0
+    # 4 KiB faults: every failed charge asked for fewer than 256 pages, so every one was boosted.
+    assert value["failed_charges"] == value["boosted"]
+    assert value["pages_targeted"] == 256 * value["boosted"]
+    # And reclaim really got 256 pages as its target (seen by fentry, independently of the policy).
+    assert set(r["reclaim_targets"]) == {"256"}
+    assert 0 < r["reclaim_targets"]["256"] <= value["boosted"]
+    assert stats["globals"]["total_boosted"] == value["boosted"]
+    listed = json.loads(r["list_loaded"]["stdout"])[0]
+    assert listed["knobs"]["reclaim_pages"] == 256
+    assert listed["knobs"]["cgroup_ids"][0] == r["cgroup_id"]
+    assert json.loads(r["list_unloaded"]["stdout"]) == []
+    assert r["after"] == r["before"]
+
+
+def error_case(kernel: Artifacts, case: str, **args: Any) -> dict[str, Any]:
+    vm = run_vm(kernel, ["python3", "-m", "vm_tests.guest.cli_errors", case, json.dumps(args, default=str)])
+    assert vm.exit_code == 0, vm.stderr
+    result = vm.json()
+    assert result["pins_left"] == [], "a failed command left pins behind"
+    assert result["objects_left"] is False, "a failed command left a struct_ops map or program in the kernel"
+    return result
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def test_error_missing_capabilities(kernel: Artifacts, policies_built: list[Path]) -> None:
+    r = error_case(kernel, "no_caps")
+    assert r["rc"] == 1
+    assert last_line(r["stderr"]) == ("memcg-bpf: error: loading a memcg_ops policy needs CAP_BPF and CAP_PERFMON "
+                                      "(or CAP_SYS_ADMIN): run memcg-bpf as root")
+
+
+def test_error_bpffs_not_mounted(kernel: Artifacts, policies_built: list[Path]) -> None:
+    r = error_case(kernel, "no_bpffs")
+    assert r["rc"] == 1
+    assert last_line(r["stderr"]) == ("memcg-bpf: error: bpffs is not mounted at /sys/fs/bpf: "
+                                      "run 'mount -t bpf bpf /sys/fs/bpf'")
+
+
+def test_error_handler_held_by_our_policy(kernel: Artifacts, policies_built: list[Path]) -> None:
+    r = error_case(kernel, "held_by_ours")
+    assert r["rc"] == 1
+    assert last_line(r["stderr"]) == ("memcg-bpf: error: memcg_ops is already registered by policy 'telemetry': "
+                                      "run 'memcg-bpf unload telemetry' first")
+    assert r["pins_while_held"] == ["telemetry"], "the failed load left pins"
+    assert r["cleanup"]["rc"] == 0
+
+
+def test_error_handler_held_by_someone_else(kernel: Artifacts, policies_built: list[Path],
+                                            bpf_object: Callable[..., Path]) -> None:
+    r = error_case(kernel, "held_by_other", obj=bpf_object("observe"))
+    assert r["rc"] == 1
+    assert last_line(r["stderr"]) == (
+        f"memcg-bpf: error: memcg_ops is already registered by a program memcg-bpf did not load "
+        f"(struct_ops map id {r['holder_map_id']}): unregister it first, "
+        f"e.g. 'bpftool struct_ops unregister id {r['holder_map_id']}'")
+
+
+def test_error_name_in_use(kernel: Artifacts, policies_built: list[Path]) -> None:
+    r = error_case(kernel, "name_in_use")
+    assert r["rc"] == 2
+    assert last_line(r["stderr"]) == ("memcg-bpf: error: a policy named 'telemetry' is already loaded: "
+                                      "unload it or pass --name")
+    assert r["cleanup"]["rc"] == 0
+
+
+def test_error_verifier_rejection_shows_the_log(kernel: Artifacts, bpf_object: Callable[..., Path]) -> None:
+    obj = bpf_object("bad_write", "FIELD=gfp_mask")
+    r = error_case(kernel, "verifier", obj=obj)
+    assert r["rc"] == 1
+    assert last_line(r["stderr"]).startswith(f"memcg-bpf: error: the kernel rejected {obj}")
+    assert "memcg_ops: write to try_charge_memcg at off 8 size 4" in r["stderr"]
