@@ -378,3 +378,35 @@ def policies_cmd(as_json: bool) -> None:
         click.echo(f"{p.name:14} {p.description}")
         for k in p.knobs:
             click.echo(f"  {k.name} ({k.type}, default {k.default}): {k.help}")
+
+
+@main.command("bench")
+@click.argument("scenario", type=click.Choice(["overhead", "reclaim", "all"]), default="all")
+@click.option("--repeat", type=click.IntRange(min=1), help="Runs per point (default 5 overhead rounds / 5 reclaim runs).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default: bench/).")
+@click.option("--quick", is_flag=True, help="Tiny sizes, for checking that the benchmark runs (CI).")
+def bench_cmd(scenario: str, repeat: int | None, out: Path | None, quick: bool) -> None:
+    """Measure the hook's overhead and the value of the reclaim target, in VMs.
+
+    Writes OUT/results/<scenario>.json (every run), PNG plots and OUT/REPORT.md.
+    Builds the baseline kernel (without the series) if needed.
+
+    \b
+    Examples:
+      memcg-bpf bench all              # the committed report (about 20 minutes)
+      memcg-bpf bench overhead --repeat 3
+      memcg-bpf bench all --quick --out /tmp/bench
+    """
+    import dataclasses
+
+    from .bench import BENCH_DIR, FULL, QUICK, Bench
+    from .progress import Progress
+    from .report import render
+
+    plan = QUICK if quick else FULL
+    if repeat:
+        plan = dataclasses.replace(plan, repeat=repeat)
+    target = out or BENCH_DIR
+    bench = Bench(plan, target, Progress(), quick)
+    bench.run(["overhead", "reclaim"] if scenario == "all" else [scenario])
+    click.echo(str(render(target)))

@@ -76,16 +76,16 @@ def writable(cache: Path) -> Path:
 
 def compile_bpf(source: Path, out_dir: Path, header_dir: Path, tools: Toolchain,
                 defines: tuple[str, ...] = (), name: str | None = None,
-                also_look_in: tuple[Path, ...] = ()) -> Path:
+                also_look_in: tuple[Path, ...] = (), includes: tuple[Path, ...] = ()) -> Path:
     """Compile source to out_dir/NAME.bpf.o unless an identical build is there (or in also_look_in)."""
     if not source.is_file():
         raise UsageError(f"{source}: no such BPF source file")
-    includes = sorted(source.parent.glob("*.h"))
+    headers = sorted(h for d in (source.parent, *includes) for h in d.glob("*.h"))
     flags = ["-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86", "-Wall",
-             *(f"-D{d}" for d in defines),
+             *(f"-D{d}" for d in defines), *(f"-I{d}" for d in includes),
              f"-I{header_dir}", f"-I{tools.libbpf_include}", f"-I{source.parent}"]
-    key = _digest(source.read_bytes(), *(p.read_bytes() for p in includes),
-                  header_dir.name.encode(), " ".join(flags[:-3]).encode(), tools.clang.encode())
+    key = _digest(source.read_bytes(), *(p.read_bytes() for p in headers),
+                  header_dir.name.encode(), " ".join(flags).encode(), tools.clang.encode())
     stem = name or source.name.removesuffix(".bpf.c").removesuffix(".c")
     for directory in (*also_look_in, out_dir):
         target = directory / f"{stem}.bpf.o"

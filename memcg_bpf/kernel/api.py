@@ -23,9 +23,14 @@ def make_request(source: KernelSource, *, baseline: bool = False,
         raise MemcgBpfError(f"{fragment_path} is missing: restore kernel_patch/ from the repository")
     fragment = kconfig.parse_fragment(fragment_path.read_text())
     parsed = [kconfig.parse_override(spec) for spec in overrides]
+    series = read_series(patches)
+    if baseline:
+        # Options the series adds do not exist without it.
+        added = series.added_symbols()
+        fragment = {name: opt for name, opt in fragment.items() if name.removeprefix("CONFIG_") not in added}
     return BuildRequest(
         source=source,
-        series=None if baseline else read_series(patches),
+        series=None if baseline else series,
         fragment=fragment,
         overrides={o.name: o for o in parsed},
         jobs=jobs,

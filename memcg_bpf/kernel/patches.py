@@ -18,6 +18,16 @@ class Series:
     directory: Path
     patches: tuple[Path, ...]
 
+    def added_symbols(self) -> set[str]:
+        """Kconfig symbols the series introduces ('+config NAME' lines)."""
+        names = set()
+        for patch in self.patches:
+            for line in patch.read_text(errors="replace").splitlines():
+                match = re.match(r"^\+\s*(?:menu)?config\s+(\w+)\s*$", line)
+                if match:
+                    names.add(match.group(1))
+        return names
+
     def digest(self) -> str:
         h = hashlib.sha256()
         for patch in self.patches:

@@ -41,7 +41,9 @@ def command(machine: Machine, rundir: Path, cwd: Path, cmdline_extra: str = "") 
 
     accel = ["-accel", "kvm", "-cpu", "host"] if machine.kvm else ["-accel", "tcg", "-cpu", "max"]
     icount = ["-icount", "shift=0,sleep=off"] if machine.icount else []
-    append = f"console=ttyS0 panic=-1 rdinit=/init {cmdline_extra}".strip()
+    # tsc=reliable: under TCG load the clocksource watchdog would otherwise
+    # fall back to jiffies, and guest timestamps would have 4 ms resolution.
+    append = f"console=ttyS0 panic=-1 tsc=reliable rdinit=/init {cmdline_extra}".strip()
     return [
         qemu_binary(), "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
         "-machine", "pc", *accel, *icount,

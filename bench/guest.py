@@ -1,0 +1,128 @@
+"""Runs inside the benchmark VM: one configuration, several workloads, one JSON object.
+
+    python3 -m bench.guest overhead 'JSON-ARGS'
+    python3 -m bench.guest reclaim 'JSON-ARGS'
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from memcg_bpf.libbpf import Libbpf, Link, Object, default_libbpf_path
+from memcg_bpf.loader import load, unload
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def swap_on_zram(size: str = "2G") -> None:
+    zram = Path("/sys/block/zram0")
+    (zram / "comp_algorithm").write_text("lz4")
+    (zram / "disksize").write_text(size)
+    subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)
+    subprocess.run(["swapon", "/dev/zram0"], check=True)
+
+
+@contextmanager
+def cgroup(name: str, limit_mb: int | None) -> Iterator[Path]:
+    path = CGROUP_ROOT / name
+    path.mkdir()
+    if limit_mb:
+        (path / "memory.max").write_text(f"{limit_mb}M")
+    try:
+        yield path
+    finally:
+        path.rmdir()
+
+
+def run_in(cg: Path, argv: list[str]) -> dict[str, Any]:
+    def enter() -> None:
+        (cg / "cgroup.procs").write_text("0")
+    proc = subprocess.run(argv, preexec_fn=enter, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def kv(path: Path) -> dict[str, int]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
+
+
+@contextmanager
+def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Attach what a configuration needs; yield a dict the caller fills with counts."""
+    kind = config["kind"]
+    info: dict[str, Any] = {}
+    if kind == "policy":
+        load(bpf, Path(config["obj"]), "bench", tuple(config.get("set", ())))
+        try:
+            yield info
+        finally:
+            unload("bench")
+    elif kind in ("fentry", "kprobe"):
+        with Object(bpf, config["obj"]) as obj:
+            other = "count_kprobe" if kind == "fentry" else "count_fentry"
+            obj.program(other).set_autoload(False)
+            obj.load()
+            link: Link = obj.program(f"count_{kind}").attach()
+            try:
+                yield info
+            finally:
+                bss = next(m for m in obj.maps() if m.name.endswith(".bss"))
+                info["trace_calls"] = int.from_bytes((bss.lookup(b"\0\0\0\0") or b"")[:8], "little")
+                link.destroy()
+    else:
+        yield info
+
+
+def overhead(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    swap_on_zram()
+    results: dict[str, Any] = {}
+    with configuration(bpf, args["config"]) as info:
+        for regime, limit in (("headroom", None), ("pressure", args["pressure_limit_mb"])):
+            with cgroup(f"bench-{regime}", limit) as cg:
+                out = run_in(cg, [args["pagefault"], str(args["mb"]), str(args["rounds"] + 1)])
+                events = kv(cg / "memory.events")
+            results[regime] = {"ns_per_page": out["ns_per_page"][1:], "warmup": out["ns_per_page"][0],
+                               "pages": out["pages"], "max_events": events.get("max", 0)}
+    results.update(info)
+    return results
+
+
+def reclaim(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    swap_on_zram()
+    results: dict[str, list[dict[str, Any]]] = {}
+    with configuration(bpf, args["config"]):
+        for workload in args["workloads"]:
+            runs = results.setdefault(workload["name"], [])
+            for rep in range(args["repeat"]):
+                with cgroup(f"bench-{workload['name']}-{rep}", args["limit_mb"]) as cg:
+                    out = run_in(cg, [args["reclaimload"], *workload["argv"]])
+                    stat = kv(cg / "memory.stat")
+                    events = kv(cg / "memory.events")
+                runs.append({
+                    "seconds": out["seconds"], "pages": out["pages"], "burst_us": out["burst_us"],
+                    "max_events": events.get("max", 0), "oom_kill": events.get("oom_kill", 0),
+                    "pgscan": stat.get("pgscan", 0), "pgsteal": stat.get("pgsteal", 0),
+                    "pgscan_direct": stat.get("pgscan_direct", 0), "pgsteal_direct": stat.get("pgsteal_direct", 0),
+                })
+    return {"workloads": results}
+
+
+def main() -> None:
+    scenario, args = sys.argv[1], json.loads(sys.argv[2])
+    bpf = Libbpf(default_libbpf_path())
+    print(json.dumps({"overhead": overhead, "reclaim": reclaim}[scenario](args, bpf)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""`memcg-bpf bench`: run the benchmark scenarios in VMs and write results, plots and a report.
+
+overhead: instruction-exact (-icount) page-fault cost on the baseline kernel,
+the patched kernel without a handler, with noop and telemetry, and with the
+same counting done by fentry and kprobe programs on the unpatched kernel.
+reclaim: real-time throughput, burst latency and reclaim counters of two
+workloads past memory.max, without a policy and with reclaim_boost at
+several reclaim targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .compile import Toolchain, build_objects, compile_bpf, vmlinux_h
+from .errors import MemcgBpfError
+from .kernel.api import build
+from .kernel.build import Artifacts
+from .libbpf import Libbpf
+from .paths import REPO_ROOT, cache_dir
+from .progress import Progress
+from .toolchain import find_clang
+
+BENCH_DIR = REPO_ROOT / "bench"
+# Benchmarks run on the test config without its debugging aids: lockdep and
+# friends multiply the cost of every lock and RCU section, the hook's included.
+BENCH_CONFIG = ("CONFIG_PROVE_LOCKING=n", "CONFIG_PROVE_RCU=n", "CONFIG_DEBUG_ATOMIC_SLEEP=n")
+
+
+@dataclass(frozen=True)
+class Plan:
+    repeat: int
+    overhead_mb: int
+    pressure_limit_mb: int
+    reclaim_limit_mb: int
+    seq_mb: int
+    rand_mb: int
+    rand_touches: int
+    boost_targets: tuple[int, ...]
+
+
+FULL = Plan(repeat=5, overhead_mb=64, pressure_limit_mb=32, reclaim_limit_mb=64, seq_mb=256,
+            rand_mb=96, rand_touches=98304, boost_targets=(32, 64, 128, 256, 512))
+QUICK = Plan(repeat=3, overhead_mb=4, pressure_limit_mb=2, reclaim_limit_mb=8, seq_mb=16,
+             rand_mb=12, rand_touches=4096, boost_targets=(256,))
+
+
+class Bench:
+    def __init__(self, plan: Plan, out: Path, progress: Progress, quick: bool) -> None:
+        self.plan = plan
+        self.out = out
+        self.progress = progress
+        self.quick = quick
+        self.results = out / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.patched, _ = build(overrides=BENCH_CONFIG, progress=progress)
+        self.baseline, _ = build(baseline=True, overrides=BENCH_CONFIG, progress=progress)
+        self.bin_dir = cache_dir() / "bench-bin"
+        self.pagefault = self.compile_c("pagefault")
+        self.reclaimload = self.compile_c("reclaimload")
+        self.policies = self.compile_policies()
+
+    def compile_c(self, name: str) -> Path:
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        target = self.bin_dir / name
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(target), str(BENCH_DIR / f"{name}.c")], check=True)
+        return target
+
+    def compile_policies(self) -> dict[str, Path]:
+        bpf = Libbpf(self.patched.libbpf)
+        tools = Toolchain(find_clang(), self.patched.include)
+        sources = [REPO_ROOT / "bpf_progs" / f"{n}.bpf.c" for n in ("noop", "telemetry", "reclaim_boost")]
+        objs = {o.name.removesuffix(".bpf.o"): o
+                for o in build_objects(bpf, sources, self.patched.vmlinux, cache_dir(), tools)}
+        # The tracing program runs on the baseline kernel. It is compiled against the patched
+        # kernel's vmlinux.h like everything else and relies on CO-RE for try_charge_memcg()'s
+        # arguments and struct mem_cgroup, which the series does not change.
+        headers = vmlinux_h(bpf, self.patched.vmlinux, cache_dir())
+        objs["trace_count"] = compile_bpf(BENCH_DIR / "trace_count.bpf.c", self.bin_dir, headers, tools,
+                                          includes=(REPO_ROOT / "bpf_progs",))
+        return objs
+
+    def vm(self, kernel: Artifacts, scenario: str, args: dict[str, Any], *, icount: bool, cpus: int) -> Any:
+        cmd = [sys.executable, "-m", "memcg_bpf", "vm", "run", "--kernel", str(kernel.bzimage),
+               "--cpus", str(cpus), "--memory", "2G", "--timeout", "1200", *(["--icount"] if icount else []),
+               "--", "python3", "-m", "bench.guest", scenario, json.dumps(args, default=str)]
+        env = dict(os.environ, MEMCG_BPF_LIBBPF=str(kernel.libbpf))
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise MemcgBpfError(f"benchmark VM failed ({proc.returncode}): "
+                                f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}", details=proc.stderr[-4000:])
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def overhead(self) -> dict[str, Any]:
+        p = self.plan
+        configs = [
+            ("baseline", self.baseline, {"kind": "none"}),
+            ("no-handler", self.patched, {"kind": "none"}),
+            ("noop", self.patched, {"kind": "policy", "obj": self.policies["noop"]}),
+            ("telemetry", self.patched, {"kind": "policy", "obj": self.policies["telemetry"]}),
+            ("fentry", self.baseline, {"kind": "fentry", "obj": self.policies["trace_count"]}),
+            ("kprobe", self.baseline, {"kind": "kprobe", "obj": self.policies["trace_count"]}),
+        ]
+        out: dict[str, Any] = {"plan": p.__dict__, "configs": {}}
+        for i, (name, kernel, config) in enumerate(configs, 1):
+            self.progress.say("overhead", f"{i}/{len(configs)} {name} ({kernel.manifest['variant']} kernel, -icount)")
+            args = {"config": config, "pagefault": self.pagefault, "mb": p.overhead_mb, "rounds": p.repeat,
+                    "pressure_limit_mb": p.pressure_limit_mb}
+            out["configs"][name] = {"kernel": kernel.manifest["key"],
+                                    **self.vm(kernel, "overhead", args, icount=True, cpus=1)}
+        return out
+
+    def reclaim(self) -> dict[str, Any]:
+        p = self.plan
+        workloads = [{"name": "sequential", "argv": ["seq", str(p.seq_mb)]},
+                     {"name": "random", "argv": ["rand", str(p.rand_mb), str(p.rand_touches)]}]
+        configs: list[tuple[str, dict[str, Any]]] = [("none", {"kind": "none"})]
+        configs += [(f"boost-{n}", {"kind": "policy", "obj": self.policies["reclaim_boost"],
+                                    "set": [f"reclaim_pages={n}"]}) for n in p.boost_targets]
+        out: dict[str, Any] = {"plan": p.__dict__, "configs": {}}
+        for i, (name, config) in enumerate(configs, 1):
+            self.progress.say("reclaim", f"{i}/{len(configs)} {name} ({p.repeat} runs of each workload)")
+            args = {"config": config, "reclaimload": self.reclaimload, "workloads": workloads,
+                    "repeat": p.repeat, "limit_mb": p.reclaim_limit_mb}
+            out["configs"][name] = self.vm(self.patched, "reclaim", args, icount=False, cpus=2)
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True,
+                              check=False).stdout.splitlines()[0]
+        return {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "quick": self.quick, "qemu": qemu,
+                "kernel_version": self.patched.manifest["kernel_version"],
+                "patched_kernel": self.patched.manifest["key"], "baseline_kernel": self.baseline.manifest["key"],
+                "cpus": os.cpu_count(), "host": os.uname().release, "config_overrides": list(BENCH_CONFIG)}
+
+    def run(self, scenarios: list[str]) -> list[Path]:
+        written = []
+        for scenario in scenarios:
+            started = time.monotonic()
+            data = {"meta": self.meta(), **getattr(self, scenario)()}
+            data["meta"]["seconds"] = round(time.monotonic() - started, 1)
+            path = self.results / f"{scenario}.json"
+            path.write_text(json.dumps(data, indent=1) + "\n")
+            written.append(path)
+            self.progress.say(scenario, f"wrote {path}")
+        return written
