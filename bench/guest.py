@@ -13,18 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from memcg_bpf.cgroups import CGROUP_ROOT
+from memcg_bpf.guest import enter_cgroup, swap_on_zram
 from memcg_bpf.libbpf import Libbpf, Link, Object, default_libbpf_path
 from memcg_bpf.loader import load, unload
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def swap_on_zram(size: str = "2G") -> None:
-    zram = Path("/sys/block/zram0")
-    (zram / "comp_algorithm").write_text("lz4")
-    (zram / "disksize").write_text(size)
-    subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)
-    subprocess.run(["swapon", "/dev/zram0"], check=True)
 
 
 @contextmanager
@@ -40,9 +32,7 @@ def cgroup(name: str, limit_mb: int | None) -> Iterator[Path]:
 
 
 def run_in(cg: Path, argv: list[str]) -> dict[str, Any]:
-    def enter() -> None:
-        (cg / "cgroup.procs").write_text("0")
-    proc = subprocess.run(argv, preexec_fn=enter, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, preexec_fn=lambda: enter_cgroup(cg), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
     return json.loads(proc.stdout)
@@ -85,7 +75,7 @@ def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[dict[str, Any
 
 
 def overhead(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
-    swap_on_zram()
+    swap_on_zram("2G")
     results: dict[str, Any] = {}
     with configuration(bpf, args["config"]) as info:
         for regime, limit in (("headroom", None), ("pressure", args["pressure_limit_mb"])):
@@ -99,7 +89,7 @@ def overhead(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
 
 
 def reclaim(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
-    swap_on_zram()
+    swap_on_zram("2G")
     results: dict[str, list[dict[str, Any]]] = {}
     with configuration(bpf, args["config"]):
         for workload in args["workloads"]:

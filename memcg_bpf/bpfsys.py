@@ -131,6 +131,18 @@ class Sys:
     def map_ids(self) -> Iterator[int]:
         return self._ids(self.lib.bpf_map_get_next_id)
 
+    def map_infos(self) -> Iterator[MapInfo]:
+        """Every map in the kernel (those that vanish meanwhile are skipped)."""
+        for map_id in self.map_ids():
+            try:
+                fd = self.map_fd_by_id(map_id)
+            except LibbpfError:
+                continue
+            try:
+                yield self.map_info(fd)
+            finally:
+                os.close(fd)
+
     def prog_ids(self) -> Iterator[int]:
         return self._ids(self.lib.bpf_prog_get_next_id)
 

@@ -274,7 +274,8 @@ class Object:
         self.ptr: int | None = ptr
 
     def maps(self) -> list[Map]:
-        out, cur = [], None
+        out: list[Map] = []
+        cur = None
         while True:
             cur = self.bpf.lib.bpf_object__next_map(self.ptr, cur)
             if not cur:
@@ -282,7 +283,8 @@ class Object:
             out.append(Map(self.bpf, cur))
 
     def programs(self) -> list[Program]:
-        out, cur = [], None
+        out: list[Program] = []
+        cur = None
         while True:
             cur = self.bpf.lib.bpf_object__next_program(self.ptr, cur)
             if not cur:

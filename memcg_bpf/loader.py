@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,18 +50,11 @@ def holder_message(bpf: Libbpf, sys: Sys) -> str:
     data = VMLINUX_BTF.read_bytes()
     vmlinux = B.Btf(data)
     value_type = vmlinux.find("bpf_struct_ops_memcg_ops", B.STRUCT)
-    for map_id in sys.map_ids():
-        try:
-            fd = sys.map_fd_by_id(map_id)
-        except LibbpfError:
-            continue
-        try:
-            info = sys.map_info(fd)
-        finally:
-            os.close(fd)
+    for info in sys.map_infos():
         if value_type and info.btf_vmlinux_value_type_id == value_type.id:
             return (f"memcg_ops is already registered by a program memcg-bpf did not load "
-                    f"(struct_ops map id {map_id}): unregister it first, e.g. 'bpftool struct_ops unregister id {map_id}'")
+                    f"(struct_ops map id {info.id}): unregister it first, "
+                    f"e.g. 'bpftool struct_ops unregister id {info.id}'")
     return "memcg_ops is already registered by a program memcg-bpf did not load: unregister it first"
 
 
@@ -144,7 +137,7 @@ def apply_knobs(obj: Object, btf: B.Btf, sets: tuple[str, ...],
             raise UsageError(f"unknown knob {knob_name!r}; {K.describe_knobs(knobs)}")
         encoded = K.encode(btf, knob, text, ranges.get(knob_name))
         assert data is not None
-        data[knob.offset:knob.offset + knob.size] = encoded
+        ctypes.memmove(ctypes.addressof(data) + knob.offset, encoded, knob.size)
     if data is None:
         return {}
     raw = bytes(data)

@@ -195,9 +195,9 @@ def render(out: Path) -> Path:
             f"{v['regime']} {v['config']} vs {v['against']} ({v['delta_pct']:+.3f} %)" for v in missed) +
             ". See the discussion below the tables in the closing notes; the workload was not tuned to hide it."), ""]
     if reclaim:
-        table = reclaim_table(reclaim)
+        rtable = reclaim_table(reclaim)
         plan = reclaim["plan"]
-        plot_reclaim(table, results / "reclaim.png")
+        plot_reclaim(rtable, results / "reclaim.png")
         lines += ["## 2. Value of the writable reclaim target", "",
                   f"`bench/reclaimload.c` in a cgroup with memory.max={plan['reclaim_limit_mb']} MiB and swap on zram, "
                   f"2 vCPUs, real TCG time (no icount), {plan['repeat']} runs per point, a fresh cgroup per run. "
@@ -205,19 +205,19 @@ def render(out: Path) -> Path:
                   f"{plan['rand_touches']:,} random page touches. Latency is per burst of 256 touches, pooled over runs. "
                   "`max events` is memory.events `max` (charges that hit the limit, each followed by direct reclaim); "
                   "pgscan/pgsteal are from memory.stat.", ""]
-        for workload, configs in table.items():
+        for workload, rconfigs in rtable.items():
             lines += [f"### {workload}", "",
                       "| reclaim target | MiB/s (mean) | spread | p50 us | p99 us | max events | pgscan | pgsteal | oom kills |",
                       "|---|---|---|---|---|---|---|---|---|"]
-            for name in sorted(configs, key=target_of):
-                c = configs[name]
+            for name in sorted(rconfigs, key=target_of):
+                c = rconfigs[name]
                 lines.append(f"| {target_of(name) or 'none'} | {_fmt(c['throughput']['mean'])} | "
                              f"{c['throughput']['spread_pct']:.1f} % | {_fmt(c['p50_us'])} | {_fmt(c['p99_us'])} | "
                              f"{_fmt(c['max_events'], 0)} | {_fmt(c['pgscan'], 0)} | {_fmt(c['pgsteal'], 0)} | "
                              f"{c['oom_kill']} |")
             lines.append("")
         lines += ["![reclaim](results/reclaim.png)", "", "### What the data says", ""]
-        lines += reclaim_findings(table)
+        lines += reclaim_findings(rtable)
         lines.append("")
     report = out / "REPORT.md"
     report.write_text("\n".join(lines) + "\n")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from memcg_bpf.bpfsys import Sys
-from memcg_bpf.libbpf import Libbpf, LibbpfError, Object, default_libbpf_path
+from memcg_bpf.libbpf import Libbpf, Object, default_libbpf_path
 
 from .scenarios import make_cgroup, start_in_cgroup, swap_on_zram, u64_hash
 
@@ -35,19 +35,8 @@ def cli(*args: str) -> dict[str, Any]:
 
 
 def kernel_objects(sys_: Sys) -> dict[str, list[int]]:
-    maps, progs = [], []
-    for map_id in sys_.map_ids():
-        try:
-            fd = sys_.map_fd_by_id(map_id)
-        except LibbpfError:
-            continue
-        try:
-            if sys_.map_info(fd).type == STRUCT_OPS_MAP:
-                maps.append(map_id)
-        finally:
-            os.close(fd)
-    progs = list(sys_.prog_ids())
-    return {"struct_ops_maps": maps, "progs": progs}
+    maps = [info.id for info in sys_.map_infos() if info.type == STRUCT_OPS_MAP]
+    return {"struct_ops_maps": maps, "progs": list(sys_.prog_ids())}
 
 
 def main() -> None:

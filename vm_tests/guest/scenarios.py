@@ -17,39 +17,21 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from memcg_bpf.cgroups import CGROUP_ROOT
+from memcg_bpf.guest import enter_cgroup, make_cgroup, swap_on_zram
 from memcg_bpf.libbpf import Libbpf, LibbpfError, Link, Map, Object, default_libbpf_path
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 U64 = struct.Struct("<Q")
 U32 = struct.Struct("<I")
 STATS = ["calls", "done", "failed", "done_with_over", "failed_no_over", "reclaim_calls"]
 KNOBS = {"write": 0, "nr_pages": 1, "retval": 2}
 
 
-def make_cgroup(name: str, parent: Path = CGROUP_ROOT, **files: str) -> Path:
-    path = parent / name
-    path.mkdir()
-    for key, value in files.items():
-        (path / key.replace("__", ".")).write_text(value)
-    return path
-
-
 def cgroup_id(path: Path) -> int:
     return os.stat(path).st_ino
 
 
-def swap_on_zram(size: str = "1G") -> None:
-    zram = Path("/sys/block/zram0")
-    (zram / "comp_algorithm").write_text("lz4")
-    (zram / "disksize").write_text(size)
-    subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)
-    subprocess.run(["swapon", "/dev/zram0"], check=True)
-
-
 def start_in_cgroup(cgroup: Path, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    def enter() -> None:
-        (cgroup / "cgroup.procs").write_text("0")
-    return subprocess.Popen(argv, preexec_fn=enter, stdout=subprocess.PIPE, text=True,
+    return subprocess.Popen(argv, preexec_fn=lambda: enter_cgroup(cgroup), stdout=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
 
 
