@@ -158,7 +158,15 @@ class Builder:
     # -- source ---------------------------------------------------------
     def seed_tree(self) -> None:
         """Start a new variant from a built one of the same source, so make is incremental."""
-        for sibling in sorted(self.tree.parent.glob("*")):
+        # Prefer a tree with the same config overrides (same name suffix): then
+        # only what the series touches differs, not what the config touches.
+        def overrides_tag(name: str) -> str:
+            last = name.rsplit("-", 1)[-1]
+            return last if re.fullmatch(r"[0-9a-f]{10}", last) else ""
+
+        tag = overrides_tag(self.tree.name) if self.request.overrides else ""
+        candidates = sorted(self.tree.parent.glob("*"), key=lambda p: (overrides_tag(p.name) != tag, p.name))
+        for sibling in candidates:
             identity = sibling / "source-identity"
             if (identity.is_file() and identity.read_text() == self.request.source.identity
                     and (sibling / "src" / BUILD_SUBDIR / "vmlinux").exists()):
