@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,7 +59,9 @@ def test_source_of_another_version(tmp_path: Path) -> None:
 
 
 def test_help_has_examples() -> None:
-    for command in (["kernel", "build"], ["vm", "run"]):
+    commands = (["kernel", "build"], ["vm", "run"], ["build"], ["load"], ["unload"], ["list"], ["stats"],
+                ["policies"], ["bench"])
+    for command in commands:
         code, out = run(*command, "--help")
         assert code == 0
         assert "Examples:" in out and "memcg-bpf " in out
@@ -79,3 +82,15 @@ def test_guest_env_puts_this_python_first(monkeypatch) -> None:  # type: ignore[
     assert env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
     assert env["MEMCG_BPF_LIBBPF"] == "/x/libbpf.so"
     assert "SECRET_TOKEN" not in env
+
+
+def test_policies_lists_bundled_policies_with_knobs() -> None:
+    code, out = run("policies")
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == ["noop", "reclaim_boost", "telemetry"]
+    assert "  reclaim_pages (__u32, default 128): pages to reclaim per failed charge, 1..512 (default 128)" in lines
+    code, out = run("policies", "--json")
+    policies = {p["name"]: p for p in json.loads(out)}
+    assert policies["reclaim_boost"]["knobs"][0]["range"] == [1, 512]
+    assert policies["telemetry"]["knobs"] == []

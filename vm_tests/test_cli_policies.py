@@ -30,8 +30,10 @@ def policies_built(kernel: Artifacts) -> list[Path]:
     return [Path(p) for p in json.loads(proc.stdout)]
 
 
-def flow(kernel: Artifacts, memhog: Path, policy: str, *knobs: str, observe: Path | None = None) -> dict[str, Any]:
-    args = {"policy": policy, "memhog": str(memhog), "knobs": list(knobs), "observe": str(observe or "")}
+def flow(kernel: Artifacts, memhog: Path, policy: str, *knobs: str, observe: Path | None = None,
+         watch: bool = False) -> dict[str, Any]:
+    args = {"policy": policy, "memhog": str(memhog), "knobs": list(knobs), "observe": str(observe or ""),
+            "watch": watch}
     vm = run_vm(kernel, ["python3", "-m", GUEST, json.dumps(args)])
     assert vm.exit_code == 0, vm.stderr
     return vm.json()
@@ -42,7 +44,7 @@ def metric_samples(text: str) -> list[Any]:
 
 
 def test_telemetry_end_to_end(kernel: Artifacts, memhog: Path, policies_built: list[Path]) -> None:
-    r = flow(kernel, memhog, "telemetry")
+    r = flow(kernel, memhog, "telemetry", watch=True)
     assert r["load"]["rc"] == 0, r["load"]["stderr"]
     assert r["hog_rc"] == 0
     # stats --json: failed charges of the test cgroup, shown with its path.
@@ -71,6 +73,11 @@ def test_telemetry_end_to_end(kernel: Artifacts, memhog: Path, policies_built: l
     assert json.loads(r["list_unloaded"]["stdout"]) == []
     assert r["after"] == r["before"], "struct_ops map or programs left in the kernel"
     assert r["pins_left"] == []
+    # stats --watch redrew the screen with rates while memory was charged, and Ctrl-C ended it cleanly.
+    frames = r["watch"].split("\x1b[2J\x1b[H")
+    assert len(frames) >= 3, r["watch"]
+    assert any("/s)" in frame for frame in frames[1:]), "no rate shown"
+    assert r["watch"].rstrip().endswith("[exit 0]")
 
 
 def test_reclaim_boost_raises_the_reclaim_target(kernel: Artifacts, memhog: Path, policies_built: list[Path],

@@ -13,7 +13,7 @@ import pytest
 
 from memcg_bpf.kernel.build import Artifacts
 from memcg_bpf.kernel.patches import read_series
-from memcg_bpf.paths import REPO_ROOT, patch_dir
+from memcg_bpf.paths import REPO_ROOT, cache_dir, patch_dir
 
 from .conftest import run_vm
 
@@ -80,3 +80,15 @@ def test_each_prefix_of_the_series_builds(count: int, tmp_path: Path, kernel: Ar
     shutil.copy2(patch_dir() / "qemu.config", tmp_path / "qemu.config")
     result = build_json(env={"MEMCG_BPF_PATCH_DIR": str(tmp_path)})
     assert new_warnings(result["warnings"]) == []
+
+
+def test_kernel_doc_is_clean(kernel: Artifacts) -> None:
+    """The kernel-doc of struct try_charge_memcg, struct memcg_ops and the helpers parses without warnings."""
+    src = cache_dir() / "trees" / kernel.manifest["variant"] / "src"
+    files = [src / "mm" / "memcontrol_bpf.h", src / "mm" / "memcontrol_bpf.c"]
+    proc = subprocess.run([str(src / "scripts" / "kernel-doc"), "-none", "-Wall", *map(str, files)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    header = files[0].read_text()
+    for documented in ("struct try_charge_memcg - ", "struct memcg_ops - ", "memcg_bpf_try_charge - "):
+        assert documented in header

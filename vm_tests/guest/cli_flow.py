@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,6 +40,16 @@ def kernel_objects(sys_: Sys) -> dict[str, list[int]]:
     return {"struct_ops_maps": maps, "progs": list(sys_.prog_ids())}
 
 
+def watch(policy: str, seconds: float = 8.0) -> str:
+    """`stats --watch 1` while memory is being charged, stopped with Ctrl-C after a few frames."""
+    proc = subprocess.Popen([sys.executable, "-m", "memcg_bpf", "stats", policy, "--watch", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    return out + f"\n[exit {proc.returncode}]"
+
+
 def main() -> None:
     args = json.loads(sys.argv[1])
     policy, memhog, knobs = args["policy"], args["memhog"], args.get("knobs", [])
@@ -59,6 +70,8 @@ def main() -> None:
         observer.load()
         fentry = observer.program("observe_reclaim").attach()
     hog = start_in_cgroup(cgroup, [memhog, "64"])
+    if args.get("watch"):
+        result["watch"] = watch(policy)
     hog.communicate(timeout=120)
     if observer:
         fentry.destroy()
