@@ -31,8 +31,11 @@ def cgroup(name: str, limit_mb: int | None) -> Iterator[Path]:
         path.rmdir()
 
 
-def run_in(cg: Path, argv: list[str]) -> dict[str, Any]:
+def run_in(cg: Path, argv: list[str], *, oom_ok: bool = False) -> dict[str, Any] | None:
+    """The workload's JSON; None if the cgroup's OOM killer killed it and oom_ok."""
     proc = subprocess.run(argv, preexec_fn=lambda: enter_cgroup(cg), capture_output=True, text=True, check=False)
+    if oom_ok and proc.returncode == -9 and kv(cg / "memory.events").get("oom_kill", 0) > 0:
+        return None
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
     return json.loads(proc.stdout)
@@ -81,6 +84,7 @@ def overhead(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
         for regime, limit in (("headroom", None), ("pressure", args["pressure_limit_mb"])):
             with cgroup(f"bench-{regime}", limit) as cg:
                 out = run_in(cg, [args["pagefault"], str(args["mb"]), str(args["rounds"] + 1)])
+                assert out is not None
                 events = kv(cg / "memory.events")
             results[regime] = {"ns_per_page": out["ns_per_page"][1:], "warmup": out["ns_per_page"][0],
                                "pages": out["pages"], "max_events": events.get("max", 0)}
@@ -96,11 +100,12 @@ def reclaim(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
             runs = results.setdefault(workload["name"], [])
             for rep in range(args["repeat"]):
                 with cgroup(f"bench-{workload['name']}-{rep}", args["limit_mb"]) as cg:
-                    out = run_in(cg, [args["reclaimload"], *workload["argv"]])
+                    out = run_in(cg, [args["reclaimload"], *workload["argv"]], oom_ok=True)
                     stat = kv(cg / "memory.stat")
                     events = kv(cg / "memory.events")
                 runs.append({
-                    "seconds": out["seconds"], "pages": out["pages"], "burst_us": out["burst_us"],
+                    "oom_killed": out is None,
+                    **({"seconds": out["seconds"], "pages": out["pages"], "burst_us": out["burst_us"]} if out else {}),
                     "max_events": events.get("max", 0), "oom_kill": events.get("oom_kill", 0),
                     "pgscan": stat.get("pgscan", 0), "pgsteal": stat.get("pgsteal", 0),
                     "pgscan_direct": stat.get("pgscan_direct", 0), "pgsteal_direct": stat.get("pgsteal_direct", 0),

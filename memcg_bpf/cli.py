@@ -319,7 +319,7 @@ def stats_cmd(name: str, as_json: bool, prometheus: bool, watch: float | None) -
       memcg-bpf stats telemetry
       memcg-bpf stats telemetry --json
       memcg-bpf stats telemetry --prometheus > /var/lib/node_exporter/memcg_bpf.prom
-      memcg-bpf stats telemetry --watch 2
+      memcg-bpf stats telemetry --watch 2   # redraws; piped, frames are separated by '--- HH:MM:SS ---'
     """
     import time
 
@@ -341,6 +341,7 @@ def stats_cmd(name: str, as_json: bool, prometheus: bool, watch: float | None) -
     if watch is None:
         click.echo(render(snapshot))
         return
+    tty = sys.stdout.isatty()
     before, then = stats.numbers(snapshot), time.monotonic()
     click.echo(render(snapshot))
     try:
@@ -350,7 +351,9 @@ def stats_cmd(name: str, as_json: bool, prometheus: bool, watch: float | None) -
             now, numbers = time.monotonic(), stats.numbers(snapshot)
             rates = {k: (v - before.get(k, 0)) / (now - then) for k, v in numbers.items()}
             before, then = numbers, now
-            click.echo("\x1b[2J\x1b[H" + render(snapshot, rates))
+            # On a terminal redraw in place; into a pipe or file, separate the frames.
+            header = "\x1b[2J\x1b[H" if tty else f"--- {time.strftime('%H:%M:%S')} ---\n"
+            click.echo(header + render(snapshot, rates), color=tty)
     except KeyboardInterrupt:
         pass
 

@@ -67,17 +67,21 @@ def reclaim_table(data: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """workload -> config -> throughput, latency and reclaim counters."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for config, result in data["configs"].items():
-        for workload, runs in result["workloads"].items():
+        for workload, all_runs in result["workloads"].items():
+            runs = [r for r in all_runs if not r.get("oom_killed")]
+            if not runs:
+                continue
             mbps = [r["pages"] * 4096 / 2**20 / r["seconds"] for r in runs]
             bursts = [b for r in runs for b in r["burst_us"]]
             table.setdefault(workload, {})[config] = {
+                "killed_runs": len(all_runs) - len(runs),
                 "throughput": summary(mbps),
                 "p50_us": percentile(bursts, 50), "p99_us": percentile(bursts, 99),
                 "p99_per_run": [percentile(r["burst_us"], 99) for r in runs],
                 "max_events": statistics.fmean(r["max_events"] for r in runs),
                 "pgscan": statistics.fmean(r["pgscan"] for r in runs),
                 "pgsteal": statistics.fmean(r["pgsteal"] for r in runs),
-                "oom_kill": sum(r["oom_kill"] for r in runs),
+                "oom_kill": sum(r["oom_kill"] for r in all_runs),
             }
     return table
 
@@ -216,14 +220,15 @@ def render(out: Path) -> Path:
                   "pgscan/pgsteal are from memory.stat.", ""]
         for workload, rconfigs in rtable.items():
             lines += [f"### {workload}", "",
-                      "| reclaim target | MiB/s (mean) | spread | p50 us | p99 us | max events | pgscan | pgsteal | oom kills |",
+                      "| reclaim target | MiB/s (mean) | spread | p50 us | p99 us | max events | pgscan | pgsteal | "
+                      "oom kills (runs lost) |",
                       "|---|---|---|---|---|---|---|---|---|"]
             for name in sorted(rconfigs, key=target_of):
                 c = rconfigs[name]
                 lines.append(f"| {target_of(name) or 'none'} | {_fmt(c['throughput']['mean'])} | "
                              f"{c['throughput']['spread_pct']:.1f} % | {_fmt(c['p50_us'])} | {_fmt(c['p99_us'])} | "
                              f"{_fmt(c['max_events'], 0)} | {_fmt(c['pgscan'], 0)} | {_fmt(c['pgsteal'], 0)} | "
-                             f"{c['oom_kill']} |")
+                             f"{c['oom_kill']} ({c['killed_runs']}) |")
             lines.append("")
         lines += ["![reclaim](results/reclaim.png)", "", "### What the data says", ""]
         lines += reclaim_findings(rtable)

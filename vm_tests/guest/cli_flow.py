@@ -40,14 +40,24 @@ def kernel_objects(sys_: Sys) -> dict[str, list[int]]:
     return {"struct_ops_maps": maps, "progs": list(sys_.prog_ids())}
 
 
-def watch(policy: str, seconds: float = 8.0) -> str:
-    """`stats --watch 1` while memory is being charged, stopped with Ctrl-C after a few frames."""
+def watch(policy: str, cgroup: Path, memhog: str, frames: int = 3, limit: float = 120.0) -> str:
+    """`stats --watch 1` while a looping memhog charges memory; Ctrl-C after `frames` redraws."""
+    hog = start_in_cgroup(cgroup, [memhog, "16", str(limit)])
     proc = subprocess.Popen([sys.executable, "-m", "memcg_bpf", "stats", policy, "--watch", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(seconds)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    out = b""
+    deadline = time.monotonic() + limit
+    while out.count(b"\n--- ") < frames and time.monotonic() < deadline and proc.poll() is None:
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        out += chunk
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    return out + f"\n[exit {proc.returncode}]"
+    rest, _ = proc.communicate(timeout=30)
+    hog.kill()
+    hog.wait()
+    return (out + rest).decode(errors="replace") + f"\n[exit {proc.returncode}]"
 
 
 def main() -> None:
@@ -70,8 +80,6 @@ def main() -> None:
         observer.load()
         fentry = observer.program("observe_reclaim").attach()
     hog = start_in_cgroup(cgroup, [memhog, "64"])
-    if args.get("watch"):
-        result["watch"] = watch(policy)
     hog.communicate(timeout=120)
     if observer:
         fentry.destroy()
@@ -84,6 +92,8 @@ def main() -> None:
     result["stats_prometheus"] = cli("stats", policy, "--prometheus")
     result["stats_table"] = cli("stats", policy)
     result["list_after_run"] = cli("list", "--json")
+    if args.get("watch"):
+        result["watch"] = watch(policy, cgroup, memhog)
     result["unload"] = cli("unload", policy)
     result["list_unloaded"] = cli("list", "--json")
     deadline = time.monotonic() + 10
