@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from memcg_bpf.bpfsys import Sys
 from memcg_bpf.cgroups import CGROUP_ROOT
 from memcg_bpf.guest import enter_cgroup, swap_on_zram
 from memcg_bpf.libbpf import Libbpf, Link, Object, default_libbpf_path
 from memcg_bpf.loader import load, unload
+from memcg_bpf.stats import Reader
 
 
 @contextmanager
@@ -60,6 +62,7 @@ def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[dict[str, Any
         try:
             yield info
         finally:
+            info["hook_calls"] = Reader(Sys(bpf)).snapshot("bench").globals.get("total_calls")
             unload("bench")
     elif kind in ("fentry", "kprobe"):
         with Object(bpf, config["obj"]) as obj:
