@@ -11,7 +11,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from memcg_bpf.bpfsys import Sys
 from memcg_bpf.cgroups import CGROUP_ROOT
@@ -52,17 +52,25 @@ def kv(path: Path) -> dict[str, int]:
     return out
 
 
+class Runs:
+    """How often the configuration's BPF program has run so far (None: no program, or no counter)."""
+
+    def __init__(self) -> None:
+        self.read: Callable[[], int | None] = lambda: None
+
+
 @contextmanager
-def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Attach what a configuration needs; yield a dict the caller fills with counts."""
+def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[Runs]:
+    """Attach what a configuration needs."""
     kind = config["kind"]
-    info: dict[str, Any] = {}
+    runs = Runs()
     if kind == "policy":
         load(bpf, Path(config["obj"]), "bench", tuple(config.get("set", ())))
+        reader = Reader(Sys(bpf))
+        runs.read = lambda: reader.snapshot("bench").globals.get("total_calls")
         try:
-            yield info
+            yield runs
         finally:
-            info["hook_calls"] = Reader(Sys(bpf)).snapshot("bench").globals.get("total_calls")
             unload("bench")
     elif kind in ("fentry", "kprobe"):
         with Object(bpf, config["obj"]) as obj:
@@ -70,28 +78,31 @@ def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[dict[str, Any
             obj.program(other).set_autoload(False)
             obj.load()
             link: Link = obj.program(f"count_{kind}").attach()
+            bss = next(m for m in obj.maps() if m.name.endswith(".bss"))
+            runs.read = lambda: int.from_bytes((bss.lookup(b"\0\0\0\0") or b"")[:8], "little")
             try:
-                yield info
+                yield runs
             finally:
-                bss = next(m for m in obj.maps() if m.name.endswith(".bss"))
-                info["trace_calls"] = int.from_bytes((bss.lookup(b"\0\0\0\0") or b"")[:8], "little")
                 link.destroy()
     else:
-        yield info
+        yield runs
 
 
 def overhead(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     swap_on_zram("2G")
     results: dict[str, Any] = {}
-    with configuration(bpf, args["config"]) as info:
+    with configuration(bpf, args["config"]) as runs:
         for regime, limit in (("headroom", None), ("pressure", args["pressure_limit_mb"])):
+            before = runs.read()
             with cgroup(f"bench-{regime}", limit) as cg:
                 out = run_in(cg, [args["pagefault"], str(args["mb"]), str(args["rounds"] + 1)])
                 assert out is not None
                 events = kv(cg / "memory.events")
+            after = runs.read()
             results[regime] = {"ns_per_page": out["ns_per_page"][1:], "warmup": out["ns_per_page"][0],
-                               "pages": out["pages"], "max_events": events.get("max", 0)}
-    results.update(info)
+                               "pages": out["pages"], "rounds": args["rounds"] + 1,
+                               "max_events": events.get("max", 0),
+                               "program_runs": after - before if after is not None and before is not None else None}
     return results
 
 

@@ -26,7 +26,13 @@ def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path
             assert all(v > 0 for v in result[regime]["ns_per_page"]), name
     assert overhead["configs"]["telemetry"]["pressure"]["max_events"] > 0, "the pressure regime hit no limit"
     assert overhead["configs"]["telemetry"]["headroom"]["max_events"] == 0
-    assert overhead["configs"]["fentry"]["trace_calls"] > 0 and overhead["configs"]["kprobe"]["trace_calls"] > 0
+    for name in ("telemetry", "fentry", "kprobe"):
+        for regime in ("headroom", "pressure"):
+            assert overhead["configs"][name][regime]["program_runs"] > 0, (name, regime)
+    assert overhead["configs"]["noop"]["headroom"]["program_runs"] is None  # noop counts nothing
+    # A program on try_charge_memcg() runs on every charge, the memcg_ops hook only past the per-cpu stock.
+    assert (overhead["configs"]["fentry"]["headroom"]["program_runs"]
+            > overhead["configs"]["telemetry"]["headroom"]["program_runs"])
     reclaim = json.loads((tmp_path / "results" / "reclaim.json").read_text())
     assert list(reclaim["configs"]) == ["none", "boost-256"]
     for result in reclaim["configs"].values():
@@ -37,3 +43,4 @@ def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path
     report = (tmp_path / "REPORT.md").read_text()
     assert "## 1. Overhead of the hook" in report and "## 2. Value of the writable reclaim target" in report
     assert "| headroom | telemetry vs fentry |" in report
+    assert "### Cost per program run" in report
