@@ -84,8 +84,10 @@ def compile_bpf(source: Path, out_dir: Path, header_dir: Path, tools: Toolchain,
     flags = ["-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86", "-Wall",
              *(f"-D{d}" for d in defines), *(f"-I{d}" for d in includes),
              f"-I{header_dir}", f"-I{tools.libbpf_include}", f"-I{source.parent}"]
-    key = _digest(source.read_bytes(), *(p.read_bytes() for p in headers),
-                  header_dir.name.encode(), " ".join(flags).encode(), tools.clang.encode())
+    # Content only, no paths: the same policy from another checkout, or inside the
+    # VM (where the host's cache is read-only), reuses the object.
+    key = _digest(source.read_bytes(), *(p.read_bytes() for p in headers), header_dir.name.encode(),
+                  " ".join(defines).encode(), Path(tools.clang).name.encode())
     stem = name or source.name.removesuffix(".bpf.c").removesuffix(".c")
     for directory in (*also_look_in, out_dir):
         target = directory / f"{stem}.bpf.o"

@@ -18,12 +18,14 @@ def clang_major(path: str) -> int:
 
 
 def find_clang() -> str:
-    """clang-19, else any clang >= 16 on PATH."""
-    candidates = ["clang-19", "clang-20", "clang-18", "clang-17", "clang-16", "clang"]
-    for name in candidates:
-        path = shutil.which(name)
-        if path and clang_major(path) >= MIN_CLANG:
+    """clang-19, else any clang >= 16 on PATH (a versioned name needs no version check)."""
+    for major in (19, 20, 18, 17, 16):
+        path = shutil.which(f"clang-{major}")
+        if path:
             return path
+    path = shutil.which("clang")
+    if path and clang_major(path) >= MIN_CLANG:
+        return path
     raise MemcgBpfError(f"no clang >= {MIN_CLANG} found: run 'apt-get install clang-19 llvm-19'")
 
 
