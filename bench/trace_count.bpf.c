@@ -35,20 +35,14 @@ __u64 dropped_cgroups;
 
 static __always_inline void count(memcg_bpf_cgid_t id, gfp_t gfp_mask, __u64 nr_pages)
 {
-	struct cgroup_stats *s;
+	struct cgroup_stats *s, zero = {};
 
 	__sync_fetch_and_add(&total_calls, 1);
 	__sync_fetch_and_add(&total_pages_requested, nr_pages);
-	s = bpf_map_lookup_elem(&cgroups, &id);
+	s = memcg_bpf_lookup_or_init(&cgroups, &id, &zero);
 	if (!s) {
-		struct cgroup_stats zero = {};
-
-		bpf_map_update_elem(&cgroups, &id, &zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&cgroups, &id);
-		if (!s) {
-			__sync_fetch_and_add(&dropped_cgroups, 1);
-			return;
-		}
+		__sync_fetch_and_add(&dropped_cgroups, 1);
+		return;
 	}
 	__sync_fetch_and_add(&s->calls, 1);
 	__sync_fetch_and_add(&s->pages_requested, nr_pages);

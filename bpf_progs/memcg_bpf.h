@@ -31,6 +31,20 @@ static __always_inline memcg_bpf_cgid_t memcg_bpf_cgid(struct mem_cgroup *memcg)
 	return memcg ? memcg->css.cgroup->kn->id : 0;
 }
 
+/*
+ * The value for key in a hash map, inserted as zero first if missing.
+ * NULL only if the map is full.
+ */
+static __always_inline void *memcg_bpf_lookup_or_init(void *map, const void *key, const void *zero)
+{
+	void *value = bpf_map_lookup_elem(map, key);
+
+	if (value)
+		return value;
+	bpf_map_update_elem(map, key, zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
 /* Index of the highest set bit: 0 for 0 and 1, 9 for 512..1023. */
 static __always_inline __u32 memcg_bpf_log2(__u64 v)
 {

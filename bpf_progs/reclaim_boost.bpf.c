@@ -63,13 +63,9 @@ int BPF_PROG(reclaim_boost_try_charge, struct try_charge_memcg *tcm)
 	if (!selected(id))
 		return 0;
 
-	s = bpf_map_lookup_elem(&boosted, &id);
-	if (!s) {
-		bpf_map_update_elem(&boosted, &id, &zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&boosted, &id);
-		if (!s)
-			return 0;
-	}
+	s = memcg_bpf_lookup_or_init(&boosted, &id, &zero);
+	if (!s)
+		return 0;
 	nr_pages = tcm->nr_pages;
 	__sync_fetch_and_add(&s->failed_charges, 1);
 	__sync_fetch_and_add(&s->pages_requested, nr_pages);

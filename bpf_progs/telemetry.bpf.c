@@ -47,7 +47,7 @@ int BPF_PROG(telemetry_try_charge, struct try_charge_memcg *tcm)
 {
 	memcg_bpf_cgid_t id = memcg_bpf_cgid(tcm->memcg);
 	__u64 nr_pages = tcm->nr_pages;
-	struct cgroup_stats *s;
+	struct cgroup_stats *s, zero = {};
 
 	__sync_fetch_and_add(&total_calls, 1);
 	__sync_fetch_and_add(&total_pages_requested, nr_pages);
@@ -56,16 +56,10 @@ int BPF_PROG(telemetry_try_charge, struct try_charge_memcg *tcm)
 	else
 		__sync_fetch_and_add(&total_failed, 1);
 
-	s = bpf_map_lookup_elem(&cgroups, &id);
+	s = memcg_bpf_lookup_or_init(&cgroups, &id, &zero);
 	if (!s) {
-		struct cgroup_stats zero = {};
-
-		bpf_map_update_elem(&cgroups, &id, &zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&cgroups, &id);
-		if (!s) {
-			__sync_fetch_and_add(&dropped_cgroups, 1);
-			return 0;
-		}
+		__sync_fetch_and_add(&dropped_cgroups, 1);
+		return 0;
 	}
 
 	__sync_fetch_and_add(&s->calls, 1);
