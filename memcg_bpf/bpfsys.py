@@ -180,7 +180,3 @@ class Sys:
             return ctypes.string_at(data, size.value)
         finally:
             self.lib.btf__free(btf)
-
-
-def close(fd: int) -> None:
-    os.close(fd)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,9 +14,6 @@ from .errors import MemcgBpfError, UsageError
 
 if TYPE_CHECKING:
     from .libbpf import Libbpf
-
-F = TypeVar("F", bound=Callable[..., object])
-
 
 def fail(message: str, code: int) -> None:
     click.echo(f"memcg-bpf: error: {message}", err=True)

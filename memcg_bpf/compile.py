@@ -12,7 +12,6 @@ from .btfdump import dump_c, raw_btf
 from .errors import MemcgBpfError, UsageError
 from .libbpf import Libbpf
 from .preflight import kernel_has_memcg_ops
-from .toolchain import find_clang
 
 RUNNING_BTF = Path("/sys/kernel/btf/vmlinux")
 MEMCG_OPS_MARK = b"\0bpf_struct_ops_memcg_ops\0"
@@ -116,10 +115,6 @@ def build_objects(bpf: Libbpf, sources: list[Path], btf: Path, cache: Path, tool
     shared = cache / "objs" / headers.name
     target = writable(cache) / "objs" / headers.name
     return [compile_bpf(src, target, headers, tools, also_look_in=(shared,)) for src in sources]
-
-
-def default_toolchain(libbpf_include: Path) -> Toolchain:
-    return Toolchain(find_clang(), libbpf_include)
 
 
 def default_btf(explicit: Path | None) -> Path:

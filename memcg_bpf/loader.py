@@ -66,9 +66,8 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
     check_bpf_object(obj_path)
     sys = Sys(bpf)
     with Object(bpf, obj_path) as obj:
-        struct_ops = [m for m in obj.struct_ops_maps()]
         btf = B.Btf(obj.raw_btf())
-        ours = [m for m in struct_ops if btf.resolve(m.btf_value_type_id).name == STRUCT_OPS_TYPE]
+        ours = [m for m in obj.struct_ops_maps() if btf.resolve(m.btf_value_type_id).name == STRUCT_OPS_TYPE]
         if not ours:
             raise UsageError(f"{obj_path} has no {STRUCT_OPS_TYPE} struct_ops map: "
                              f"declare one as SEC(\".struct_ops.link\") struct {STRUCT_OPS_TYPE} ...")

@@ -132,8 +132,8 @@ def _run(machine: Machine, argv: list[str], cwd: Path, timeout: float,
     seconds = time.monotonic() - started
     console = console_path.read_text(errors="replace") if console_path.exists() else ""
     splats = find_splats(console)
-    rc_file = job / "rc"
-    command_rc = int(rc_file.read_text().strip()) if rc_file.exists() and rc_file.read_text().strip() else None
+    rc_text = (job / "rc").read_text().strip() if (job / "rc").exists() else ""
+    command_rc = int(rc_text) if rc_text else None
     result = RunResult(EXIT_VM_FAILED, command_rc, boot_seconds, seconds, console, splats, timed_out)
     if timed_out:
         result.exit_code = EXIT_TIMEOUT
