@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from memcg_bpf import btf as B
+from memcg_bpf.btfdump import raw_btf
+from memcg_bpf.compile import vmlinux_h
 from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.libbpf import Libbpf
 from memcg_bpf.kernel.patches import read_series
 from memcg_bpf.paths import REPO_ROOT, cache_dir, patch_dir
 
@@ -90,5 +94,28 @@ def test_kernel_doc_is_clean(kernel: Artifacts) -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     header = files[0].read_text()
-    for documented in ("struct try_charge_memcg - ", "struct memcg_ops - ", "memcg_bpf_try_charge - "):
+    for documented in ("struct try_charge_memcg - ", "struct memcg_ops - ", "memcg_bpf_try_charge - ",
+                       "enum memcg_bpf_verdict - ", "enum memcg_bpf_limits - ", "enum memcg_bpf_reclaim_options - "):
         assert documented in header
+    # The BPF core helper the series adds.
+    proc = subprocess.run([str(src / "scripts" / "kernel-doc"), "-none", "-Wall", "-function",
+                           "bpf_struct_ops_inc_misses", str(src / "kernel" / "bpf" / "bpf_struct_ops.c")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "bpf_struct_ops_inc_misses - " in (src / "kernel" / "bpf" / "bpf_struct_ops.c").read_text()
+
+
+def test_interface_constants_are_in_btf(kernel: Artifacts) -> None:
+    """Programs read the verdicts, the reclaim maximum and the reclaim flags from BTF (vmlinux.h)."""
+    bpf = Libbpf(kernel.libbpf)
+    vmlinux = B.Btf(raw_btf(bpf, kernel.vmlinux))
+    enums = {name: vmlinux.find(name, B.ENUM) for name in
+             ("memcg_bpf_verdict", "memcg_bpf_limits", "memcg_bpf_reclaim_options")}
+    values = {name: {v: k for k, v in e.enum_values.items()} for name, e in enums.items() if e}
+    assert values == {
+        "memcg_bpf_verdict": {"MEMCG_BPF_DEFAULT": 0, "MEMCG_BPF_SET_RECLAIM": 1},
+        "memcg_bpf_limits": {"MEMCG_BPF_MAX_RECLAIM_PAGES": 512},
+        "memcg_bpf_reclaim_options": {"MEMCG_BPF_RECLAIM_MAY_SWAP": 2, "MEMCG_BPF_RECLAIM_PROACTIVE": 4},
+    }
+    header = vmlinux_h(bpf, kernel.vmlinux, cache_dir()) / "vmlinux.h"
+    assert "MEMCG_BPF_MAX_RECLAIM_PAGES = 512," in header.read_text()
