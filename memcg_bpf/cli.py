@@ -56,12 +56,15 @@ def kernel() -> None:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Parallel make jobs (default: CPUs + 1).")
 @click.option("--baseline", is_flag=True, help="Build the same config without the patch series.")
+@click.option("--variant", type=click.Choice(["test", "debug", "bench"]), default="test", show_default=True,
+              help="test: the fragment (lockdep, PROVE_RCU); debug: plus KASAN and kmemleak; "
+                   "bench: without lock debugging.")
 @click.option("--config", "overrides", multiple=True, metavar="CONFIG_X=V",
               help="Override one option of the fragment, e.g. CONFIG_MEMCG_BPF=n (repeatable).")
 @click.option("--force", is_flag=True, help="Rebuild even if the cache has this kernel.")
 @click.option("--json", "as_json", is_flag=True, help="Print the artifact paths as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def kernel_build(source: Path | None, jobs: int | None, baseline: bool, overrides: tuple[str, ...],
+def kernel_build(source: Path | None, jobs: int | None, baseline: bool, variant: str, overrides: tuple[str, ...],
                  force: bool, as_json: bool, quiet: bool) -> None:
     """Build bzImage, vmlinux, libbpf and bpftool, cached by inputs.
 
@@ -77,11 +80,13 @@ def kernel_build(source: Path | None, jobs: int | None, baseline: bool, override
       memcg-bpf kernel build
       memcg-bpf kernel build --baseline --json
       memcg-bpf kernel build --config CONFIG_MEMCG_BPF=n
+      memcg-bpf kernel build --variant debug
     """
-    from .kernel.api import build
+    from .kernel.api import build, variant_overrides
     from .progress import Progress
 
-    artifacts, from_cache = build(source, baseline=baseline, overrides=overrides, jobs=jobs or 0,
+    artifacts, from_cache = build(source, baseline=baseline, overrides=variant_overrides(variant) + overrides,
+                                  jobs=jobs or 0,
                                   force=force, progress=Progress(quiet=quiet or as_json))
     if as_json:
         click.echo(json.dumps({**artifacts.paths(), "key": artifacts.manifest["key"],
@@ -104,17 +109,25 @@ def vm() -> None:
 @click.option("--kernel", "kernel_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="bzImage to boot (default: the cached build for the current patches).")
 @click.option("--baseline", is_flag=True, help="Boot the cached baseline kernel (no series).")
+@click.option("--variant", type=click.Choice(["test", "debug", "bench"]), default="test", show_default=True,
+              help="Which cached kernel variant to boot (see 'kernel build --variant').")
 @click.option("--kvm", is_flag=True, help="Use KVM instead of TCG (hangs on nested hosts).")
 @click.option("--cpus", type=click.IntRange(1, 8), default=2, show_default=True, help="vCPUs.")
 @click.option("--memory", default="2G", show_default=True, help="Guest memory, e.g. 512M or 2G.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds before the VM is killed (exit 124).")
 @click.option("--icount", is_flag=True, help="Instruction-exact time: -icount shift=0,sleep=off.")
+@click.option("--tcg-thread", type=click.Choice(["single", "multi"]), default="single", show_default=True,
+              help="TCG: all vCPUs round-robin on one host thread, or one thread each (faster, but QEMU 7.2 "
+                   "can then crash the guest when the kernel patches its code: static keys, ftrace).")
+@click.option("--append", "cmdline", default="", metavar="ARGS",
+              help="More kernel command line, e.g. 'nokaslr norandmaps'.")
 @click.option("--console", is_flag=True, help="Also stream the kernel console to stderr.")
 @click.option("--timing", is_flag=True, help="Print boot-to-command and total time to stderr.")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
-def vm_run(kernel_path: Path | None, baseline: bool, kvm: bool, cpus: int, memory: str, timeout: float,
-           icount: bool, console: bool, timing: bool, argv: tuple[str, ...]) -> None:
+def vm_run(kernel_path: Path | None, baseline: bool, variant: str, kvm: bool, cpus: int, memory: str,
+           timeout: float, icount: bool, tcg_thread: str, cmdline: str, console: bool, timing: bool,
+           argv: tuple[str, ...]) -> None:
     """Boot the kernel and run ARGV as root in the current directory.
 
     The guest sees the host root read-only over 9p, a fresh tmpfs /tmp,
@@ -128,17 +141,17 @@ def vm_run(kernel_path: Path | None, baseline: bool, kvm: bool, cpus: int, memor
     Examples:
       memcg-bpf vm run -- uname -r
       memcg-bpf vm run --cpus 2 --memory 1G -- python3 script.py
-      memcg-bpf vm run --icount -- ./bench/pagefault 256
+      memcg-bpf vm run --icount --append "nokaslr norandmaps" -- ./chargepath anon 64 5
     """
-    from .kernel.api import find_built
+    from .kernel.api import find_built, variant_overrides
     from .paths import cache_dir
     from .vm.initramfs import initramfs
     from .vm.qemu import Machine, check_memory
     from .vm.run import run, stream_to
 
-    bzimage = kernel_path or find_built(baseline=baseline).bzimage
+    bzimage = kernel_path or find_built(baseline=baseline, overrides=variant_overrides(variant)).bzimage
     machine = Machine(kernel=bzimage, initrd=initramfs(cache_dir()), cpus=cpus,
-                      memory=check_memory(memory), kvm=kvm, icount=icount)
+                      memory=check_memory(memory), kvm=kvm, icount=icount, cmdline=cmdline, tcg_thread=tcg_thread)
     result = run(machine, list(argv), cwd=Path(os.getcwd()), timeout=timeout,
                  stdout=stream_to(sys.stdout.buffer), stderr=stream_to(sys.stderr.buffer),
                  console=stream_to(sys.stderr.buffer) if console else None)

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from memcg_bpf.kernel import kconfig
 from memcg_bpf.kernel.build import Artifacts
 from memcg_bpf.paths import REPO_ROOT
 
@@ -60,3 +63,20 @@ def test_timeout_fails_the_run(kernel: Artifacts) -> None:
 def test_clean_run_has_no_splat(kernel: Artifacts) -> None:
     result = run_vm(kernel, ["true"])
     assert result.exit_code == 0
+
+
+@pytest.mark.parametrize("cpus", range(1, 9))
+def test_guest_has_the_cpus_it_asked_for(kernel: Artifacts, cpus: int) -> None:
+    proc = vm_run(kernel, "sh", "-c", "nproc; cat /sys/devices/system/cpu/online", options=("--cpus", str(cpus)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(cpus), "0" if cpus == 1 else f"0-{cpus - 1}"]
+
+
+def test_kernel_is_preemptible_with_jump_labels(kernel: Artifacts) -> None:
+    config = kconfig.read_config(kernel.directory / "config")
+    assert config.get("CONFIG_PREEMPT") == "y" and config.get("CONFIG_PREEMPT_RCU") == "y"
+    assert config.get("CONFIG_JUMP_LABEL") == "y"
+    proc = vm_run(kernel, "uname", "-v")
+    assert proc.returncode == 0, proc.stderr
+    # The running kernel says so too: "#1 SMP PREEMPT ..."
+    assert " SMP PREEMPT " in f" {proc.stdout.strip()} ", proc.stdout

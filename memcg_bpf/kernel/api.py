@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MemcgBpfError
+from ..errors import MemcgBpfError, UsageError
 from ..paths import cache_dir, patch_dir
 from ..progress import Progress
 from . import kconfig
@@ -13,6 +13,24 @@ from .patches import read_series
 from .source import KernelSource, debian_source, given_source
 
 FRAGMENT_NAME = "qemu.config"
+
+# Named variants of the test kernel: config options over kernel_patch/qemu.config.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    # The test kernel itself (lockdep, PROVE_RCU, DEBUG_ATOMIC_SLEEP are in the fragment).
+    "test": (),
+    # Memory-safety debugging on top: use-after-free and out-of-bounds (KASAN), leaks (kmemleak).
+    "debug": ("CONFIG_KASAN=y", "CONFIG_KASAN_GENERIC=y", "CONFIG_KASAN_INLINE=y",
+              "CONFIG_DEBUG_KMEMLEAK=y", "CONFIG_DEBUG_KMEMLEAK_AUTO_SCAN=n", "CONFIG_DEBUG_LIST=y"),
+    # Benchmarks: no lock debugging, which multiplies the cost of every lock and RCU section.
+    "bench": ("CONFIG_PROVE_LOCKING=n", "CONFIG_PROVE_RCU=n", "CONFIG_DEBUG_ATOMIC_SLEEP=n"),
+}
+
+
+def variant_overrides(variant: str) -> tuple[str, ...]:
+    try:
+        return VARIANTS[variant]
+    except KeyError:
+        raise UsageError(f"unknown kernel variant {variant!r}: use one of {', '.join(VARIANTS)}") from None
 
 
 def make_request(source: KernelSource, *, baseline: bool = False,

@@ -27,6 +27,7 @@ from ..paths import REPO_ROOT
 
 DEFAULT_PATCH_DIR = REPO_ROOT / "kernel_patch"
 BUILD_SUBDIR = "build-out"
+APPLIED_FILE = "applied-patches"  # in a tree: sha256 of each patch its source carries
 
 # Bump when the build recipe changes in a way that changes the artifacts.
 RECIPE_VERSION = "2"
@@ -147,6 +148,7 @@ class Builder:
         self.tree.mkdir(parents=True, exist_ok=True)
         (self.tree / "source-identity").write_text(self.request.source.identity)
         self.prepare_source()
+        (self.tree / APPLIED_FILE).write_text("".join(d + "\n" for d in self.patch_digests()))
         self.configure()
         warnings = self.make_kernel()
         self.make_tools()
@@ -157,26 +159,39 @@ class Builder:
 
     # -- source ---------------------------------------------------------
     def seed_tree(self) -> None:
-        """Start a new variant from a built one of the same source, so make is incremental."""
-        # Prefer a tree with the same config overrides (same name suffix): then
-        # only what the series touches differs, not what the config touches.
+        """Start a new variant from the built tree that differs least, so make is incremental.
+
+        Least: the same config overrides first (what the config touches is
+        rebuilt otherwise), then the fewest patches applied on one side only
+        (every file they touch is rebuilt, every includer of a header too).
+        """
         def overrides_tag(name: str) -> str:
             last = name.rsplit("-", 1)[-1]
             return last if re.fullmatch(r"[0-9a-f]{10}", last) else ""
 
         tag = overrides_tag(self.tree.name) if self.request.overrides else ""
-        candidates = sorted(self.tree.parent.glob("*"), key=lambda p: (overrides_tag(p.name) != tag, p.name))
-        for sibling in candidates:
-            identity = sibling / "source-identity"
-            if (identity.is_file() and identity.read_text() == self.request.source.identity
-                    and (sibling / "src" / BUILD_SUBDIR / "vmlinux").exists()):
-                self.progress.say("source", f"seeding {self.tree.name} from {sibling.name} for an incremental build")
-                tmp = self.tree.with_name(self.tree.name + ".seeding")
-                shutil.rmtree(tmp, ignore_errors=True)
-                subprocess.run(["cp", "-a", str(sibling), str(tmp)], check=True)
-                (tmp / "build.log").unlink(missing_ok=True)
-                tmp.rename(self.tree)
-                return
+        ours = set(self.patch_digests())
+
+        def distance(sibling: Path) -> tuple[int, int, str]:
+            applied = sibling / APPLIED_FILE
+            theirs = set(applied.read_text().split()) if applied.is_file() else set()
+            return (overrides_tag(sibling.name) != tag, len(ours ^ theirs), sibling.name)
+
+        candidates = [s for s in self.tree.parent.glob("*")
+                      if (s / "source-identity").is_file()
+                      and (s / "source-identity").read_text() == self.request.source.identity
+                      and (s / "src" / BUILD_SUBDIR / "vmlinux").exists()]
+        for sibling in sorted(candidates, key=distance)[:1]:
+            self.progress.say("source", f"seeding {self.tree.name} from {sibling.name} for an incremental build")
+            tmp = self.tree.with_name(self.tree.name + ".seeding")
+            shutil.rmtree(tmp, ignore_errors=True)
+            subprocess.run(["cp", "-a", str(sibling), str(tmp)], check=True)
+            (tmp / "build.log").unlink(missing_ok=True)
+            tmp.rename(self.tree)
+
+    def patch_digests(self) -> list[str]:
+        series = self.request.series
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in series.patches] if series else []
 
     def prepare_source(self) -> None:
         req = self.request

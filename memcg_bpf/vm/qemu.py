@@ -17,6 +17,10 @@ class Machine:
     memory: str = "2G"
     kvm: bool = False
     icount: bool = False
+    cmdline: str = ""
+    # TCG runs all vCPUs round-robin on one host thread ("single"), or one thread per vCPU
+    # ("multi": faster, but QEMU 7.2 then misses cross-vCPU code changes; see README).
+    tcg_thread: str = "single"
 
 
 def qemu_binary() -> str:
@@ -32,18 +36,21 @@ def check_memory(size: str) -> str:
     return size
 
 
-def command(machine: Machine, rundir: Path, cwd: Path, cmdline_extra: str = "") -> list[str]:
+def command(machine: Machine, rundir: Path, cwd: Path) -> list[str]:
     """QEMU argv: 3 serial ports (console, stdout, stderr), 9p shares, no devices else."""
     def share(tag: str, path: Path, readonly: bool) -> list[str]:
         ro = ",readonly=on" if readonly else ""
         return ["-fsdev", f"local,id={tag},path={path},security_model=none,multidevs=remap{ro}",
                 "-device", f"virtio-9p-pci,fsdev={tag},mount_tag={tag}"]
 
-    accel = ["-accel", "kvm", "-cpu", "host"] if machine.kvm else ["-accel", "tcg", "-cpu", "max"]
+    # With -icount, no host randomness either (RDRAND/RDSEED), so that boots of one kernel run alike.
+    cpu = "max,rdrand=off,rdseed=off" if machine.icount else "max"
+    accel = (["-accel", "kvm", "-cpu", "host"] if machine.kvm else
+             ["-accel", f"tcg,thread={'single' if machine.icount else machine.tcg_thread}", "-cpu", cpu])
     icount = ["-icount", "shift=0,sleep=off"] if machine.icount else []
     # tsc=reliable: under TCG load the clocksource watchdog would otherwise
     # fall back to jiffies, and guest timestamps would have 4 ms resolution.
-    append = f"console=ttyS0 panic=-1 tsc=reliable rdinit=/init {cmdline_extra}".strip()
+    append = f"console=ttyS0 panic=-1 tsc=reliable rdinit=/init {machine.cmdline}".strip()
     return [
         qemu_binary(), "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
         "-machine", "pc", *accel, *icount,
