@@ -7,6 +7,8 @@
  *  - Knobs are `const volatile` globals (set with `memcg-bpf load --set`).
  *  - A key, field or knob of type memcg_bpf_cgid_t holds a cgroup id; the
  *    tool prints it with the cgroup's path.
+ *  - An array map whose values start with struct memcg_bpf_slot_head is a
+ *    table of cgroups (see memcg_bpf_slot()); the tool shows its used slots.
  *  - Telemetry lives in maps and globals; `memcg-bpf stats` decodes them
  *    through BTF, so no policy needs a decoder of its own.
  */
@@ -20,8 +22,12 @@
 /* A cgroup id: the inode number of the cgroup's directory in cgroup2. */
 typedef __u64 memcg_bpf_cgid_t;
 
-/* Largest reclaim target the kernel honours (one PMD-sized page). */
-#define MEMCG_BPF_MAX_RECLAIM 512
+/*
+ * The kernel's constants come with vmlinux.h (enums in BTF): return
+ * MEMCG_BPF_SET_RECLAIM to make tcm->nr_pages the reclaim target, which the
+ * kernel clamps to at least the charge and at most
+ * MEMCG_BPF_MAX_RECLAIM_PAGES; MEMCG_BPF_DEFAULT (0) keeps the default.
+ */
 
 /* gfp bits, from the kernel's enum (present in vmlinux.h). */
 #define MEMCG_BPF_GFP_DIRECT_RECLAIM (1U << ___GFP_DIRECT_RECLAIM_BIT)
@@ -30,6 +36,40 @@ static __always_inline memcg_bpf_cgid_t memcg_bpf_cgid(struct mem_cgroup *memcg)
 {
 	return memcg ? memcg->css.cgroup->kn->id : 0;
 }
+
+/*
+ * Per-cgroup slots: an array map indexed by the memory cgroup's css id, which
+ * the kernel keeps small and dense, whose value type starts with this head.
+ * Cheaper on the charge path than a hash map keyed by cgroup id: no hashing,
+ * and the cgroup id (three pointer loads) is read only when a slot starts
+ * counting for a cgroup. `memcg-bpf stats` shows only the slots in use,
+ * keyed by their cgroup, and not the head.
+ */
+struct memcg_bpf_slot_head {
+	memcg_bpf_cgid_t cgroup;	/* the cgroup the slot counts for; 0: unused */
+	__u64 memcg;			/* its struct mem_cgroup: a new one means a recycled id */
+};
+
+/*
+ * The slot of cgroup_memcg in map (an array of struct type values that
+ * start with a struct memcg_bpf_slot_head), zeroed first when it starts
+ * counting for that memcg; NULL if its id is beyond the array. Two CPUs that start the
+ * same slot at once may lose a few of their first counts.
+ */
+#define memcg_bpf_slot(map, cgroup_memcg, type) ({				\
+	struct mem_cgroup *__memcg = (cgroup_memcg);				\
+	__u32 __index = __memcg->css.id;					\
+	type *__slot = bpf_map_lookup_elem(map, &__index);			\
+										\
+	if (__slot && __slot->head.memcg != (__u64)__memcg) {			\
+		type __fresh = {};						\
+										\
+		__fresh.head.cgroup = memcg_bpf_cgid(__memcg);			\
+		__fresh.head.memcg = (__u64)__memcg;				\
+		bpf_map_update_elem(map, &__index, &__fresh, BPF_ANY);		\
+	}									\
+	__slot;									\
+})
 
 /*
  * The value for key in a hash map, inserted as zero first if missing.

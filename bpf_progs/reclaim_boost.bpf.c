@@ -4,7 +4,8 @@
  *
  * When a charge of a selected cgroup fails against a limit, ask direct
  * reclaim for reclaim_pages pages instead of the size of the charge, so
- * that one round of reclaim makes room for several later charges.
+ * that one round of reclaim makes room for several later charges. Charges
+ * of at least reclaim_pages pages keep their own size as the target.
  *
  * Knobs:
  *   reclaim_pages  pages to reclaim per failed charge, 1..512 (default 128)
@@ -77,7 +78,7 @@ int BPF_PROG(reclaim_boost_try_charge, struct try_charge_memcg *tcm)
 	__sync_fetch_and_add(&s->boosted, 1);
 	__sync_fetch_and_add(&s->pages_targeted, reclaim_pages);
 	__sync_fetch_and_add(&total_boosted, 1);
-	return 1;
+	return MEMCG_BPF_SET_RECLAIM;
 }
 
 SEC(".struct_ops.link")

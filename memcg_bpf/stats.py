@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 from . import btf as B
+from . import cpus
 from . import pins
 from .bpfsys import Sys
 from .cgroups import CgroupNames
 
 PERCPU_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+ARRAY_MAP = 2
+SLOT_HEAD_TYPE, SLOT_HEAD_MEMBER = "memcg_bpf_slot_head", "head"
 STRUCT_OPS_MAP = 26
 
 
@@ -24,15 +26,6 @@ class Snapshot:
 
     def as_json(self) -> dict[str, Any]:
         return {"policy": self.policy, "globals": self.globals, "maps": self.maps}
-
-
-def possible_cpus() -> int:
-    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
-    count = 0
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        count += int(high or low) - int(low) + 1
-    return count
 
 
 def _sum(values: list[Any]) -> Any:
@@ -91,8 +84,9 @@ class Reader:
 
     def rows(self, fd: int, info: Any, btf: B.Btf) -> Iterator[dict[str, Any]]:
         percpu = info.type in PERCPU_TYPES
-        ncpu = possible_cpus() if percpu else 1
+        ncpu = cpus.possible() if percpu else 1
         stride = (info.value_size + 7) & ~7
+        slots = info.type == ARRAY_MAP and is_slot_table(btf, info.btf_value_type_id)
         for key in list(self.sys.keys(fd, info.key_size)):
             raw = self.sys.lookup(fd, key, stride * ncpu if percpu else info.value_size)
             if raw is None:
@@ -101,7 +95,23 @@ class Reader:
                 value = _sum([btf.decode(info.btf_value_type_id, raw, cpu * stride) for cpu in range(ncpu)])
             else:
                 value = btf.decode(info.btf_value_type_id, raw)
+            if slots:
+                # A table of cgroups (memcg_bpf_slot()): the used slots, keyed by their cgroup.
+                head = value.pop(SLOT_HEAD_MEMBER)
+                if head["cgroup"]:
+                    yield {"key": self.present(head["cgroup"]), "value": self.present(value)}
+                continue
             yield {"key": self.present(btf.decode(info.btf_key_type_id, key)), "value": self.present(value)}
+
+
+def is_slot_table(btf: B.Btf, value_type_id: int) -> bool:
+    """Whether map values start with a struct memcg_bpf_slot_head (bpf_progs/memcg_bpf.h)."""
+    value = btf.resolve(value_type_id)
+    if value.kind != B.STRUCT or not value.members:
+        return False
+    first = value.members[0]
+    return (first.name == SLOT_HEAD_MEMBER and first.bit_offset == 0
+            and btf.resolve(first.type_id).name == SLOT_HEAD_TYPE)
 
 
 # -- rendering ----------------------------------------------------------------

@@ -14,7 +14,7 @@ from memcg_bpf import knobs as K
 from memcg_bpf.btfdump import raw_btf
 from memcg_bpf.errors import UsageError
 from memcg_bpf.libbpf import Libbpf, Object
-from memcg_bpf.stats import Snapshot, numbers, prometheus, table
+from memcg_bpf.stats import Snapshot, is_slot_table, numbers, prometheus, table
 
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
 
@@ -40,11 +40,12 @@ def test_policy_btf_decodes_values_and_cgroup_ids(libbpf: Libbpf, policy_objects
     with obj:
         stats_t = btf.find("cgroup_stats", B.STRUCT)
         assert stats_t is not None
-        raw = struct.pack("<6Q10QQ", 9, 7, 2, 9, 0, 9, *range(10), 123)
+        raw = struct.pack("<2Q6Q10QQ", 17, 0xffff8880_0000_1000, 9, 7, 2, 9, 0, 9, *range(10), 123)
         value = btf.decode(stats_t.id, raw)
+        assert value["head"] == {"cgroup": 17, "memcg": 0xffff8880_0000_1000}
         assert value["calls"] == 9 and value["failed"] == 2
         assert value["reclaim_log2_pages"] == list(range(10))
-        assert value["last_event_ns"] == 123
+        assert value["last_failed_ns"] == 123
         cgid = btf.find("memcg_bpf_cgid_t", B.TYPEDEF)
         assert cgid is not None and btf.is_cgid(cgid.id)
         decoded = btf.decode(cgid.id, struct.pack("<Q", 17))
@@ -52,7 +53,11 @@ def test_policy_btf_decodes_values_and_cgroup_ids(libbpf: Libbpf, policy_objects
         bss = btf.find(".bss", B.DATASEC)
         assert bss is not None
         names = [btf[v].name for v, _, _ in bss.secinfo]
-        assert names == ["total_calls", "total_charged", "total_failed", "total_pages_requested", "dropped_cgroups"]
+        assert names == ["dropped_calls"]
+        # Its table of cgroups is shown by slot (memcg_bpf_slot()), a plain struct is not.
+        assert is_slot_table(btf, stats_t.id)
+        slot_head = btf.find("memcg_bpf_slot_head", B.STRUCT)
+        assert slot_head is not None and not is_slot_table(btf, slot_head.id)
 
 
 def reclaim_boost_knobs(libbpf: Libbpf, path: Path) -> tuple[B.Btf, dict[str, K.Knob]]:
