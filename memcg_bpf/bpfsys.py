@@ -67,6 +67,9 @@ class Sys:
             ("bpf_map_get_fd_by_id", [U], I),
             ("bpf_map_get_next_id", [U, ctypes.POINTER(U)], I),
             ("bpf_prog_get_next_id", [U, ctypes.POINTER(U)], I),
+            ("bpf_link_get_next_id", [U, ctypes.POINTER(U)], I),
+            ("bpf_link_get_fd_by_id", [U], I),
+            ("bpf_link_update", [I, I, P], I),
             ("bpf_map_lookup_elem", [I, P, P], I),
             ("bpf_map_update_elem", [I, P, P, ctypes.c_uint64], I),
             ("bpf_map_get_next_key", [I, P, P], I),
@@ -145,6 +148,21 @@ class Sys:
 
     def prog_ids(self) -> Iterator[int]:
         return self._ids(self.lib.bpf_prog_get_next_id)
+
+    def link_infos(self) -> Iterator[LinkInfo]:
+        """Every BPF link in the kernel (those that vanish meanwhile are skipped)."""
+        for link_id in self._ids(self.lib.bpf_link_get_next_id):
+            fd = self.lib.bpf_link_get_fd_by_id(link_id)
+            if fd < 0:
+                continue
+            try:
+                yield self.link_info(fd)
+            finally:
+                os.close(fd)
+
+    def link_update(self, link_fd: int, map_fd: int) -> None:
+        """BPF_LINK_UPDATE of a struct_ops link: it runs the (registered-ready) map map_fd from now on."""
+        self._check(self.lib.bpf_link_update(link_fd, map_fd, None), "cannot update the link")
 
     def lookup(self, fd: int, key: bytes, value_size: int) -> bytes | None:
         value = ctypes.create_string_buffer(value_size)

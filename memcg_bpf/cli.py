@@ -230,18 +230,25 @@ def build_cmd(targets: tuple[str, ...], out_dir: Path | None, btf: Path | None, 
               help="Set a const volatile knob before load (repeatable).")
 @click.option("--btf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="BTF to compile a bundled policy against (default: the running kernel's).")
+@click.option("--replace", metavar="NAME",
+              help="Take over the registration of loaded policy NAME in one step (no moment without a policy).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was loaded as JSON.")
-def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | None, as_json: bool) -> None:
+def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | None, replace: str | None,
+             as_json: bool) -> None:
     """Register a policy's memcg_ops and pin it under /sys/fs/bpf/memcg-bpf/NAME.
 
     The policy stays active after the command exits, until 'unload'.
-    A bundled policy is compiled on first use.
+    A bundled policy is compiled on first use. One policy is registered
+    at a time: --replace swaps a loaded one for this one atomically
+    (BPF_LINK_UPDATE) and removes the old one's pins; once it returns the
+    old policy runs nowhere. Registering needs CAP_SYS_ADMIN.
 
     \b
     Examples:
       memcg-bpf load telemetry
       memcg-bpf load reclaim_boost --set reclaim_pages=256 --set cgroup_ids=/batch
       memcg-bpf load ./my_policy.bpf.o --name mine
+      memcg-bpf load reclaim_boost --set reclaim_pages=512 --replace reclaim_boost
     """
     from . import policy
     from .loader import load
@@ -259,12 +266,13 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
         if not target.endswith(".c"):
             ranges = {k.name: k.range for k in policy.find(target).knobs if k.range}
     default_name = obj_path.name.removesuffix(".bpf.o").removesuffix(".o")
-    loaded = load(bpf, obj_path, name or default_name, sets, source=source, ranges=ranges)
+    loaded = load(bpf, obj_path, name or default_name, sets, source=source, ranges=ranges, replace=replace)
     if as_json:
         click.echo(json.dumps(loaded.meta, indent=2))
     else:
         knobs = ", ".join(f"{k}={v}" for k, v in loaded.meta["knobs"].items()) or "no knobs"
-        click.echo(f"loaded {loaded.name} ({knobs}); pinned at {loaded.directory}")
+        replaced = f", replacing {replace}" if replace else ""
+        click.echo(f"loaded {loaded.name} ({knobs}{replaced}); pinned at {loaded.directory}")
 
 
 @main.command("unload")

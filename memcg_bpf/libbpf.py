@@ -22,8 +22,11 @@ MIN_VERSION = (1, 2)
 
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
-_libc.vsnprintf.restype = ctypes.c_int
+# vasprintf: libbpf prints a whole verifier log as one message; no fixed buffer cuts it.
+_libc.vasprintf.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_void_p]
+_libc.vasprintf.restype = ctypes.c_int
+_libc.free.argtypes = [ctypes.c_void_p]
+_libc.free.restype = None
 
 BPF_MAP_TYPE_STRUCT_OPS = 26
 
@@ -85,6 +88,7 @@ class Libbpf:
             "bpf_link__destroy": ([P], I),
             "bpf_link__fd": ([P], I),
             "bpf_link__pin": ([P, C], I),
+            "bpf_link__update_map": ([P, P], I),
             "bpf_object__btf": ([P], P),
             "btf__raw_data": ([P, ctypes.POINTER(U)], P),
             "bpf_map__initial_value": ([P, ctypes.POINTER(S)], P),
@@ -98,9 +102,13 @@ class Libbpf:
             fn.restype = res
 
     def _print(self, level: int, fmt: bytes, args: int) -> int:
-        buf = ctypes.create_string_buffer(4096)
-        _libc.vsnprintf(buf, len(buf), fmt, args)
-        self._log.append(buf.value.decode(errors="replace"))
+        out = ctypes.c_void_p()
+        if _libc.vasprintf(ctypes.byref(out), fmt, args) < 0 or not out.value:
+            return 0
+        try:
+            self._log.append(ctypes.string_at(out.value).decode(errors="replace"))
+        finally:
+            _libc.free(out.value)
         return 0
 
     @contextmanager
@@ -146,6 +154,13 @@ class Link:
         ret = self.bpf.lib.bpf_link__pin(self.ptr, path.encode())
         if ret:
             raise LibbpfError(f"cannot pin link at {path}", _err(ret), self.bpf.take_log())
+
+    def update_map(self, new: "Map") -> None:
+        """Make the struct_ops link run the programs of another (loaded) map (BPF_LINK_UPDATE)."""
+        with self.bpf.capture() as log:
+            ret = self.bpf.lib.bpf_link__update_map(self.ptr, new.ptr)
+        if ret:
+            raise LibbpfError(f"cannot update link to struct_ops map {new.name}", _err(ret), "".join(log))
 
     def destroy(self) -> None:
         if self.ptr:
@@ -224,6 +239,13 @@ class Map:
             raise MemcgBpfError(f"map {self.name} has no initial value")
         return (ctypes.c_char * size.value).from_address(ptr)
 
+    def initial_value_address(self) -> int:
+        """Where libbpf keeps the map's initial data; for a struct_ops map, the policy's struct."""
+        ptr = self.bpf.lib.bpf_map__initial_value(self.ptr, None)
+        if not ptr:
+            raise MemcgBpfError(f"map {self.name} has no initial value")
+        return int(ptr)
+
     def pin(self, path: str) -> None:
         ret = self.bpf.lib.bpf_map__pin(self.ptr, path.encode())
         if ret:
@@ -247,6 +269,10 @@ class Program:
     @property
     def name(self) -> str:
         return self.bpf.lib.bpf_program__name(self.ptr).decode()
+
+    @property
+    def fd(self) -> int:
+        return self.bpf.lib.bpf_program__fd(self.ptr)
 
     def set_autoload(self, autoload: bool) -> None:
         self.bpf.lib.bpf_program__set_autoload(self.ptr, autoload)

@@ -37,12 +37,14 @@ def describe(sys: Sys, name: str) -> dict[str, Any]:
         "source": meta.get("source"),
         "knobs": meta.get("knobs", {}),
         "loaded_at": meta.get("loaded_at"),
+        "link_id": None,
         "struct_ops_map_id": None,
         "programs": [],
     }
     fd = sys.obj_get(str(directory / "link"))
     try:
-        entry["struct_ops_map_id"] = sys.link_info(fd).struct_ops_map_id
+        link = sys.link_info(fd)
+        entry["link_id"], entry["struct_ops_map_id"] = link.id, link.struct_ops_map_id
     finally:
         os.close(fd)
     for prog_name, prog_id in sorted(meta.get("prog_ids", {}).items()):
@@ -70,7 +72,8 @@ def render(entries: list[dict[str, Any]], stats_on: bool) -> str:
     lines = []
     for e in entries:
         knobs = ", ".join(f"{k}={v}" for k, v in e["knobs"].items()) or "-"
-        lines.append(f"{e['name']}: struct_ops map {e['struct_ops_map_id']}, loaded {e['loaded_at']}")
+        lines.append(f"{e['name']}: link {e['link_id']}, struct_ops map {e['struct_ops_map_id']}, "
+                     f"loaded {e['loaded_at']}")
         lines.append(f"  object {e['object']}")
         lines.append(f"  knobs  {knobs}")
         for p in e["programs"]:
@@ -78,7 +81,11 @@ def render(entries: list[dict[str, Any]], stats_on: bool) -> str:
                 lines.append(f"  prog {p['name']} (id {p['id']}): gone")
                 continue
             avg = f", {p['run_time_ns'] / p['run_cnt']:.0f} ns/run" if p["run_cnt"] else ""
-            lines.append(f"  prog {p['name']} (id {p['id']}): {p['run_cnt']} runs, {p['run_time_ns']} ns{avg}")
+            lines.append(f"  prog {p['name']} (id {p['id']}): {p['run_cnt']} runs, {p['run_time_ns']} ns{avg}, "
+                         f"{p['recursion_misses']} skipped")
     if not stats_on:
         lines.append("(run counts stay 0 while kernel.bpf_stats_enabled=0; pass --enable-stats)")
+    if any(p.get("recursion_misses") for e in entries for p in e["programs"]):
+        lines.append("(skipped: calls the kernel did not make because they would have run nested in a handler, "
+                     "with interrupts disabled or in NMI; counted even without --enable-stats)")
     return "\n".join(lines)

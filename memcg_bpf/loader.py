@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,9 @@ from . import knobs as K
 from . import pins
 from .bpfsys import Sys
 from .errors import MemcgBpfError, UsageError
-from .libbpf import Libbpf, LibbpfError, Object
+from .libbpf import Libbpf, LibbpfError, Map, Object
 from .preflight import VMLINUX_BTF, require_all
+from .struct_ops import kernel_value
 
 BPF_F_LINK = 1 << 13
 EM_BPF = 247
@@ -44,42 +46,65 @@ def verifier_tail(log: str, lines: int = 25) -> str:
 
 
 def holder_message(bpf: Libbpf, sys: Sys) -> str:
-    """Who holds memcg_ops: one of our policies, or something else (with its map id)."""
+    """Who holds memcg_ops: one of our policies, or something else (with its link id)."""
     for name in pins.names():
-        return f"memcg_ops is already registered by policy {name!r}: run 'memcg-bpf unload {name}' first"
-    data = VMLINUX_BTF.read_bytes()
-    vmlinux = B.Btf(data)
-    value_type = vmlinux.find("bpf_struct_ops_memcg_ops", B.STRUCT)
-    for info in sys.map_infos():
-        if value_type and info.btf_vmlinux_value_type_id == value_type.id:
+        return (f"memcg_ops is already registered by policy {name!r}: replace it with "
+                f"'memcg-bpf load POLICY --replace {name}', or run 'memcg-bpf unload {name}' first")
+    vmlinux = B.Btf(VMLINUX_BTF.read_bytes())
+    value_type = vmlinux.find(f"bpf_struct_ops_{STRUCT_OPS_TYPE}", B.STRUCT)
+    ours = {info.id for info in sys.map_infos()
+            if value_type and info.btf_vmlinux_value_type_id == value_type.id}
+    for link in sys.link_infos():
+        if link.struct_ops_map_id in ours:
             return (f"memcg_ops is already registered by a program memcg-bpf did not load "
-                    f"(struct_ops map id {info.id}): unregister it first, "
-                    f"e.g. 'bpftool struct_ops unregister id {info.id}'")
+                    f"(link id {link.id}, struct_ops map id {link.struct_ops_map_id}): "
+                    f"unregister it first, e.g. 'bpftool link detach id {link.id}'")
     return "memcg_ops is already registered by a program memcg-bpf did not load: unregister it first"
 
 
+def register_error(exc: LibbpfError, bpf: Libbpf, sys: Sys) -> MemcgBpfError:
+    """The user-facing error for a refused registration or replacement."""
+    if exc.errno == errno.EEXIST:
+        return MemcgBpfError(holder_message(bpf, sys))
+    if exc.errno == errno.EPERM:
+        return MemcgBpfError("the kernel refused to register memcg_ops: it needs CAP_SYS_ADMIN in the "
+                             "initial user namespace (a BPF token is not enough); run memcg-bpf as root on the host")
+    return MemcgBpfError(exc.message)
+
+
+def open_policy(obj: Object, obj_path: Path) -> Map:
+    """The object's one memcg_ops map, which must be a link map."""
+    btf = B.Btf(obj.raw_btf())
+    ours = [m for m in obj.struct_ops_maps() if btf.resolve(m.btf_value_type_id).name == STRUCT_OPS_TYPE]
+    if not ours:
+        raise UsageError(f"{obj_path} has no {STRUCT_OPS_TYPE} struct_ops map: "
+                         f"declare one as SEC(\".struct_ops.link\") struct {STRUCT_OPS_TYPE} ...")
+    if len(ours) > 1:
+        raise UsageError(f"{obj_path} has {len(ours)} {STRUCT_OPS_TYPE} maps; a policy has exactly one")
+    ops = ours[0]
+    if not ops.flags & BPF_F_LINK:
+        raise UsageError(f"map {ops.name} in {obj_path} is a legacy .struct_ops map: "
+                         "declare it SEC(\".struct_ops.link\") so it can be pinned and unloaded")
+    return ops
+
+
 def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
-         source: str = "", ranges: dict[str, tuple[int, int]] | None = None) -> Loaded:
+         source: str = "", ranges: dict[str, tuple[int, int]] | None = None,
+         replace: str | None = None) -> Loaded:
+    """Load and register a policy; with replace, take over the link of that loaded policy."""
     # Everything that can be checked without the kernel first, so bad input
     # gets its own message on any machine.
     directory = pins.policy_dir(name)
+    old_directory = pins.policy_dir(replace) if replace else None
     check_bpf_object(obj_path)
     sys = Sys(bpf)
     with Object(bpf, obj_path) as obj:
-        btf = B.Btf(obj.raw_btf())
-        ours = [m for m in obj.struct_ops_maps() if btf.resolve(m.btf_value_type_id).name == STRUCT_OPS_TYPE]
-        if not ours:
-            raise UsageError(f"{obj_path} has no {STRUCT_OPS_TYPE} struct_ops map: "
-                             f"declare one as SEC(\".struct_ops.link\") struct {STRUCT_OPS_TYPE} ...")
-        if len(ours) > 1:
-            raise UsageError(f"{obj_path} has {len(ours)} {STRUCT_OPS_TYPE} maps; a policy has exactly one")
-        ops = ours[0]
-        if not ops.flags & BPF_F_LINK:
-            raise UsageError(f"map {ops.name} in {obj_path} is a legacy .struct_ops map: "
-                             "declare it SEC(\".struct_ops.link\") so it can be pinned and unloaded")
-        knob_values = apply_knobs(obj, btf, sets, ranges or {})
+        ops = open_policy(obj, obj_path)
+        knob_values = apply_knobs(obj, B.Btf(obj.raw_btf()), sets, ranges or {})
         require_all()
-        if directory.exists():
+        if old_directory is not None:
+            pins.require_loaded(replace or "")
+        if directory.exists() and directory != old_directory:
             raise UsageError(f"a policy named {name!r} is already loaded: unload it or pass --name")
         try:
             obj.load()
@@ -88,39 +113,73 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
                                 details=verifier_tail(exc.log)) from exc
         prog_ids = {}
         for prog in obj.programs():
-            fd = bpf.lib.bpf_program__fd(prog.ptr)
-            if fd >= 0:
-                prog_ids[prog.name] = sys.prog_info(fd).id
-        try:
-            link = ops.attach_struct_ops()
-        except LibbpfError as exc:
-            if exc.errno == errno.EEXIST:
-                raise MemcgBpfError(holder_message(bpf, sys)) from exc
-            raise
-        try:
-            directory.mkdir(parents=True)
-            link.pin(str(directory / "link"))
-            (directory / "maps").mkdir()
-            for m in obj.maps():
-                # bpffs refuses names with dots (".bss" -> "telemetr_bss").
-                m.pin(str(directory / "maps" / m.name.replace(".", "_")))
-            meta = {
-                "name": name,
-                "object": str(obj_path.resolve()),
-                "source": source,
-                "knobs": knob_values,
-                "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "loaded_at_unix": time.time(),
-                "struct_ops_map": ops.name,
-                "prog_ids": prog_ids,
-                "struct_ops_map_id": sys.map_info(ops.fd).id,
-            }
-            pins.write_meta(sys, directory, meta)
-        except BaseException:
-            pins.remove(directory)
-            link.destroy()
-            raise
+            if prog.fd >= 0:
+                prog_ids[prog.name] = sys.prog_info(prog.fd).id
+        meta = {
+            "name": name,
+            "object": str(obj_path.resolve()),
+            "source": source,
+            "knobs": knob_values,
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "loaded_at_unix": time.time(),
+            "struct_ops_map": ops.name,
+            "prog_ids": prog_ids,
+            "struct_ops_map_id": sys.map_info(ops.fd).id,
+        }
+        if old_directory is not None:
+            replace_link(bpf, sys, obj, ops, old_directory, directory, meta)
+        else:
+            try:
+                link = ops.attach_struct_ops()
+            except LibbpfError as exc:
+                raise register_error(exc, bpf, sys) from exc
+            try:
+                pin_policy(sys, obj, directory, meta, link_fd=link.fd)
+            except BaseException:
+                pins.remove(directory)
+                link.destroy()
+                raise
     return Loaded(name, directory, meta)
+
+
+def pin_policy(sys: Sys, obj: Object, directory: Path, meta: dict[str, Any], *, link_fd: int) -> None:
+    """Pin the link, every map and the metadata under directory (which must not exist)."""
+    directory.mkdir(parents=True)
+    sys.obj_pin(link_fd, str(directory / "link"))
+    (directory / "maps").mkdir()
+    for m in obj.maps():
+        # bpffs refuses names with dots (".bss" -> "telemetr_bss").
+        m.pin(str(directory / "maps" / m.name.replace(".", "_")))
+    pins.write_meta(sys, directory, meta)
+
+
+def replace_link(bpf: Libbpf, sys: Sys, obj: Object, ops: Map, old: Path, new: Path,
+                 meta: dict[str, Any]) -> None:
+    """Make the old policy's link run ops (no moment without a policy), then move the pins."""
+    sys.update(ops.fd, b"\0\0\0\0", kernel_value(obj, ops))
+    link_fd = sys.obj_get(str(old / "link"))
+    try:
+        old_map_fd = sys.map_fd_by_id(sys.link_info(link_fd).struct_ops_map_id)
+        try:
+            staged = new.with_name(f"+staged-{new.name}")   # bpffs refuses dots
+            pins.remove(staged)
+            try:
+                sys.link_update(link_fd, ops.fd)
+            except LibbpfError as exc:
+                raise register_error(exc, bpf, sys) from exc
+            try:
+                pin_policy(sys, obj, staged, meta, link_fd=link_fd)
+            except BaseException:
+                sys.link_update(link_fd, old_map_fd)   # back to the old policy
+                pins.remove(staged)
+                raise
+        finally:
+            os.close(old_map_fd)
+        # The link is pinned twice now; dropping the old pins leaves it registered.
+        pins.remove(old)
+        staged.rename(new)
+    finally:
+        os.close(link_fd)
 
 
 def apply_knobs(obj: Object, btf: B.Btf, sets: tuple[str, ...],

@@ -35,7 +35,8 @@ def policy_dir(name: str) -> Path:
 def names() -> list[str]:
     if not ROOT.is_dir():
         return []
-    return sorted(p.name for p in ROOT.iterdir() if p.is_dir())
+    # Staged directories ("+staged-NAME") are not policies yet.
+    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and _NAME.match(p.name))
 
 
 def require_loaded(name: str) -> Path:

@@ -36,12 +36,11 @@ def effective_caps(status: Path = Path("/proc/self/status")) -> int:
 
 def require_caps() -> None:
     caps = effective_caps()
-    if caps & (1 << CAP_SYS_ADMIN):
-        return
-    missing = [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not caps & (1 << bit)]
+    missing = [name for bit, name in ((CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_BPF, "CAP_BPF"),
+                                      (CAP_PERFMON, "CAP_PERFMON")) if not caps & (1 << bit)]
     if missing:
-        raise MemcgBpfError(f"loading a memcg_ops policy needs {' and '.join(missing)} (or CAP_SYS_ADMIN): "
-                            "run memcg-bpf as root")
+        raise MemcgBpfError(f"registering a memcg_ops policy needs {', '.join(missing)}: "
+                            "run memcg-bpf as root (in the initial user namespace)")
 
 
 def bpffs_mounted(mounts: Path = Path("/proc/self/mounts")) -> bool:

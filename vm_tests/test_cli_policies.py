@@ -58,7 +58,9 @@ def test_telemetry_end_to_end(kernel: Artifacts, memhog: Path, policies_built: l
     assert demo["failed"] > 0 and demo["charged"] > 0
     assert demo["calls"] == demo["failed"] + demo["charged"]
     assert sum(demo["reclaim_log2_pages"]) == demo["failed"]
-    assert stats["globals"]["total_failed"] >= demo["failed"]
+    assert stats["globals"] == {"dropped_calls": 0}
+    # The table shows only the slots in use: the cgroups that charged (a handful), not 4096.
+    assert 0 < len(stats["maps"]["cgroups"]) < 20
     # stats --prometheus parses, with the same number for the same cgroup.
     samples = metric_samples(r["stats_prometheus"]["stdout"])
     failed = [s for s in samples if s.name == "memcg_bpf_telemetry_cgroups_failed" and s.labels["cgroup"] == "/demo"]
@@ -99,7 +101,8 @@ def test_reclaim_boost_raises_the_reclaim_target(kernel: Artifacts, memhog: Path
     assert value["pages_targeted"] == 256 * value["boosted"]
     # And reclaim really got 256 pages as its target (seen by fentry, independently of the policy).
     assert set(r["reclaim_targets"]) == {"256"}
-    assert 0 < r["reclaim_targets"]["256"] <= value["boosted"]
+    # Each boosted call was followed by exactly one round of reclaim with that target.
+    assert r["reclaim_targets"]["256"] == value["boosted"]
     assert stats["globals"]["total_boosted"] == value["boosted"]
     listed = json.loads(r["list_loaded"]["stdout"])[0]
     assert listed["knobs"]["reclaim_pages"] == 256
@@ -121,25 +124,49 @@ def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
-def test_error_missing_capabilities(kernel: Artifacts, policies_built: list[Path]) -> None:
-    r = error_case(kernel, "no_caps")
+@pytest.mark.parametrize("case, message", [
+    ("no_caps", "registering a memcg_ops policy needs CAP_SYS_ADMIN, CAP_BPF, CAP_PERFMON: "
+                "run memcg-bpf as root (in the initial user namespace)"),
+    ("no_sys_admin", "registering a memcg_ops policy needs CAP_SYS_ADMIN: "
+                     "run memcg-bpf as root (in the initial user namespace)"),
+    ("no_bpffs", "bpffs is not mounted at /sys/fs/bpf: run 'mount -t bpf bpf /sys/fs/bpf'"),
+])
+def test_error_one_line(kernel: Artifacts, policies_built: list[Path], case: str, message: str) -> None:
+    """Missing capabilities (all, or only CAP_SYS_ADMIN) and a missing bpffs: exit 1, one line."""
+    r = error_case(kernel, case)
     assert r["rc"] == 1
-    assert last_line(r["stderr"]) == ("memcg-bpf: error: loading a memcg_ops policy needs CAP_BPF and CAP_PERFMON "
-                                      "(or CAP_SYS_ADMIN): run memcg-bpf as root")
+    assert last_line(r["stderr"]) == f"memcg-bpf: error: {message}"
 
 
-def test_error_bpffs_not_mounted(kernel: Artifacts, policies_built: list[Path]) -> None:
-    r = error_case(kernel, "no_bpffs")
-    assert r["rc"] == 1
-    assert last_line(r["stderr"]) == ("memcg-bpf: error: bpffs is not mounted at /sys/fs/bpf: "
-                                      "run 'mount -t bpf bpf /sys/fs/bpf'")
+def test_replace_swaps_the_policy_behind_the_same_link(kernel: Artifacts, policies_built: list[Path]) -> None:
+    r = error_case(kernel, "replace")
+    assert r["first"]["rc"] == 0, r["first"]["stderr"]
+    [before] = r["before"]
+    assert r["other"]["rc"] == 0, r["other"]["stderr"]
+    assert r["other"]["stdout"].startswith("loaded reclaim_boost (reclaim_pages=64, ")
+    assert "replacing telemetry); pinned at /sys/fs/bpf/memcg-bpf/reclaim_boost" in r["other"]["stdout"]
+    [other] = r["after_other"]
+    assert other["name"] == "reclaim_boost" and other["knobs"]["reclaim_pages"] == 64
+    # The same kernel link now runs another struct_ops map: updated, not re-created.
+    assert other["link_id"] == before["link_id"]
+    assert other["struct_ops_map_id"] != before["struct_ops_map_id"]
+    assert r["same"]["rc"] == 0, r["same"]["stderr"]
+    [same] = r["after_same"]
+    assert same["name"] == "reclaim_boost" and same["knobs"]["reclaim_pages"] == 256
+    assert same["link_id"] == before["link_id"]
+    assert same["struct_ops_map_id"] not in (before["struct_ops_map_id"], other["struct_ops_map_id"])
+    assert r["missing"]["rc"] == 2
+    assert last_line(r["missing"]["stderr"]) == ("memcg-bpf: error: no policy named 'nothing' is loaded "
+                                                 "(loaded: reclaim_boost); see 'memcg-bpf list'")
+    assert r["cleanup"]["rc"] == 0
 
 
 def test_error_handler_held_by_our_policy(kernel: Artifacts, policies_built: list[Path]) -> None:
     r = error_case(kernel, "held_by_ours")
     assert r["rc"] == 1
     assert last_line(r["stderr"]) == ("memcg-bpf: error: memcg_ops is already registered by policy 'telemetry': "
-                                      "run 'memcg-bpf unload telemetry' first")
+                                      "replace it with 'memcg-bpf load POLICY --replace telemetry', "
+                                      "or run 'memcg-bpf unload telemetry' first")
     assert r["pins_while_held"] == ["telemetry"], "the failed load left pins"
     assert r["cleanup"]["rc"] == 0
 
@@ -150,8 +177,8 @@ def test_error_handler_held_by_someone_else(kernel: Artifacts, policies_built: l
     assert r["rc"] == 1
     assert last_line(r["stderr"]) == (
         f"memcg-bpf: error: memcg_ops is already registered by a program memcg-bpf did not load "
-        f"(struct_ops map id {r['holder_map_id']}): unregister it first, "
-        f"e.g. 'bpftool struct_ops unregister id {r['holder_map_id']}'")
+        f"(link id {r['holder_link_id']}, struct_ops map id {r['holder_map_id']}): unregister it first, "
+        f"e.g. 'bpftool link detach id {r['holder_link_id']}'")
 
 
 def test_error_name_in_use(kernel: Artifacts, policies_built: list[Path]) -> None:

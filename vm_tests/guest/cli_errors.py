@@ -29,6 +29,30 @@ def no_caps(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     return {"rc": proc.returncode, "stderr": proc.stderr}
 
 
+def no_sys_admin(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Root with CAP_BPF and CAP_PERFMON but not CAP_SYS_ADMIN (what a BPF token could grant)."""
+    proc = subprocess.run(["setpriv", "--bounding-set=-sys_admin",
+                           sys.executable, "-m", "memcg_bpf", "load", "telemetry"],
+                          capture_output=True, text=True, check=False)
+    return {"rc": proc.returncode, "stderr": proc.stderr}
+
+
+def replace(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """load, then --replace with another policy and with the same name; and a name that is not loaded."""
+    def listing() -> Any:
+        return json.loads(cli("list", "--json")["stdout"])
+
+    result: dict[str, Any] = {"first": cli("load", "telemetry")}
+    result["before"] = listing()
+    result["other"] = cli("load", "reclaim_boost", "--set", "reclaim_pages=64", "--replace", "telemetry")
+    result["after_other"] = listing()
+    result["same"] = cli("load", "reclaim_boost", "--set", "reclaim_pages=256", "--replace", "reclaim_boost")
+    result["after_same"] = listing()
+    result["missing"] = cli("load", "noop", "--replace", "nothing")
+    result["cleanup"] = cli("unload", "--all")
+    return result
+
+
 def no_bpffs(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     subprocess.run(["umount", "/sys/fs/bpf"], check=True)
     return cli("load", "telemetry")
@@ -49,6 +73,7 @@ def held_by_other(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
         link = obj.struct_ops_maps()[0].attach_struct_ops()
         result = cli("load", "telemetry")
         result["holder_map_id"] = Sys(bpf).map_info(obj.struct_ops_maps()[0].fd).id
+        result["holder_link_id"] = Sys(bpf).link_info(link.fd).id
         link.destroy()
     return result
 
@@ -66,7 +91,7 @@ def verifier(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
 
 
 CASES: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
-    "no_caps": no_caps, "no_bpffs": no_bpffs, "held_by_ours": held_by_ours,
+    "no_caps": no_caps, "no_sys_admin": no_sys_admin, "replace": replace, "no_bpffs": no_bpffs, "held_by_ours": held_by_ours,
     "held_by_other": held_by_other, "name_in_use": name_in_use, "verifier": verifier,
 }
 
