@@ -12,6 +12,8 @@ ZRAM = Path("/sys/block/zram0")
 
 def swap_on_zram(size: str = "1G") -> None:
     """Swap on /dev/zram0 (lz4), so reclaim under memory.max has somewhere to put anonymous memory."""
+    if "/dev/zram0" in Path("/proc/swaps").read_text():
+        return
     (ZRAM / "comp_algorithm").write_text("lz4")
     (ZRAM / "disksize").write_text(size)
     subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)

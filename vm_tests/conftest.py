@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any, Callable
 import pytest
 
 from memcg_bpf.compile import Toolchain, compile_bpf, vmlinux_h
-from memcg_bpf.kernel.api import build
+from memcg_bpf.kernel.api import VARIANTS, build
 from memcg_bpf.kernel.build import Artifacts
 from memcg_bpf.libbpf import Libbpf
 from memcg_bpf.paths import REPO_ROOT, cache_dir
@@ -24,11 +25,33 @@ from memcg_bpf.vm.splat import find_splats
 HERE = Path(__file__).resolve().parent
 
 
+class Kernels:
+    """The patched kernel's variants (memcg_bpf.kernel.api.VARIANTS), each built once per session."""
+
+    def __init__(self) -> None:
+        self.built: dict[str, Artifacts] = {}
+
+    def __getitem__(self, variant: str) -> Artifacts:
+        if variant not in self.built:
+            self.built[variant], _ = build(overrides=VARIANTS[variant], progress=Progress())
+        return self.built[variant]
+
+
 @pytest.fixture(scope="session")
-def kernel() -> Artifacts:
-    """The patched kernel, built once (later sessions hit the cache)."""
-    artifacts, _ = build(progress=Progress())
-    return artifacts
+def kernels() -> Kernels:
+    return Kernels()
+
+
+@pytest.fixture(scope="session")
+def kernel(kernels: Kernels) -> Artifacts:
+    """The patched test kernel, built once (later sessions hit the cache)."""
+    return kernels["test"]
+
+
+@pytest.fixture(scope="session")
+def debug_kernel(kernels: Kernels) -> Artifacts:
+    """The test kernel plus KASAN and kmemleak (VARIANTS["debug"])."""
+    return kernels["debug"]
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +95,9 @@ class VmResult:
 
 
 def run_vm(kernel: Artifacts, argv: list[str], *, cpus: int = 2, timeout: float = 300,
-           extra: tuple[str, ...] = ()) -> VmResult:
+           extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> VmResult:
     """`memcg-bpf vm run` as a user would call it; a splat or timeout fails the test."""
-    env = dict(os.environ, MEMCG_BPF_LIBBPF=str(kernel.libbpf), PYTHONDONTWRITEBYTECODE="1")
+    env = dict(os.environ, MEMCG_BPF_LIBBPF=str(kernel.libbpf), PYTHONDONTWRITEBYTECODE="1", **(env or {}))
     cmd = [sys.executable, "-m", "memcg_bpf", "vm", "run", "--kernel", str(kernel.bzimage),
            "--cpus", str(cpus), "--timeout", str(timeout), *extra, "--", *argv]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
@@ -85,12 +108,40 @@ def run_vm(kernel: Artifacts, argv: list[str], *, cpus: int = 2, timeout: float 
     return VmResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_scenario(kernel: Artifacts, name: str, args: dict[str, Any], *, cpus: int = 2, timeout: float = 300,
+                 leak_check: bool = False) -> Any:
+    """Run vm_tests/guest/scenarios.py NAME in a fresh VM and return its JSON.
+
+    With leak_check (the debug kernel) the guest also scans for leaks with
+    kmemleak after the scenario, and any leak fails the test.
+    """
+    result = run_vm(kernel, ["python3", "-m", "vm_tests.guest.scenarios", name, json.dumps(args, default=str)],
+                    cpus=cpus, timeout=timeout, env={"MEMCG_BPF_KMEMLEAK": "1"} if leak_check else None)
+    assert result.exit_code == 0, f"scenario {name} failed:\n{result.stderr[-6000:]}"
+    out = result.json()
+    record(kernel, name, args, cpus, out)
+    if leak_check:
+        assert out.pop("kmemleak") == [], "kmemleak found leaks after the scenario"
+    return out
+
+
+def record(kernel: Artifacts, name: str, args: dict[str, Any], cpus: int, out: Any) -> None:
+    """Keep the scenario's JSON (miss counts, cycles, seconds) for the report of a run.
+
+    Written to ~/.cache/memcg-bpf/vm-tests/results/NAME-ARGS-KEY-cpusN.json,
+    ARGS a hash of the arguments, KEY the kernel's cache key (it names the variant).
+    """
+    directory = cache_dir() / "vm-tests" / "results"
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    target = directory / f"{name}-{digest}-{kernel.manifest['key']}-cpus{cpus}.json"
+    target.write_text(json.dumps({"scenario": name, "args": args, "cpus": cpus, "result": out},
+                                 indent=1, default=str) + "\n")
+
+
 @pytest.fixture
 def scenario(kernel: Artifacts) -> Callable[..., Any]:
-    """Run vm_tests/guest/scenarios.py NAME in a fresh VM and return its JSON."""
+    """run_scenario() on the test kernel."""
     def call(name: str, args: dict[str, Any], *, cpus: int = 2, timeout: float = 300) -> Any:
-        result = run_vm(kernel, ["python3", "-m", "vm_tests.guest.scenarios", name,
-                                 json.dumps(args, default=str)], cpus=cpus, timeout=timeout)
-        assert result.exit_code == 0, f"scenario {name} failed:\n{result.stderr[-6000:]}"
-        return result.json()
+        return run_scenario(kernel, name, args, cpus=cpus, timeout=timeout)
     return call

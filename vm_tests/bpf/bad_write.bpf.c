@@ -2,7 +2,8 @@
 /*
  * Test program the verifier must reject: a store to FIELD of the context
  * (-DFIELD=gfp_mask, ...) or, with -DTHROUGH_MEMCG, a store through the
- * memcg pointer at the same offset as nr_pages in the context.
+ * memcg pointer at the same offset as nr_pages in the context, or, with
+ * -DPARTIAL_STORE, a 4-byte store into nr_pages.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -13,8 +14,10 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("struct_ops/try_charge_memcg")
 int BPF_PROG(bad_write, struct try_charge_memcg *tcm)
 {
-#ifdef THROUGH_MEMCG
+#if defined(THROUGH_MEMCG)
 	tcm->memcg->css.ss = 0;
+#elif defined(PARTIAL_STORE)
+	*(volatile __u32 *)&tcm->nr_pages = 1;
 #else
 	tcm->FIELD = 0;
 #endif

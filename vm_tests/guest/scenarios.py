@@ -7,17 +7,24 @@ Uses the real kernel, libbpf and cgroup2; nothing here is mocked.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
+import random
 import struct
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from memcg_bpf import btf as B
+from memcg_bpf.bpfsys import Sys
 from memcg_bpf.cgroups import CGROUP_ROOT
+from memcg_bpf.cpus import online as online_cpus
 from memcg_bpf.guest import enter_cgroup, make_cgroup, swap_on_zram
 from memcg_bpf.libbpf import Libbpf, LibbpfError, Link, Map, Object, default_libbpf_path
 U64 = struct.Struct("<Q")
@@ -30,9 +37,111 @@ def cgroup_id(path: Path) -> int:
     return os.stat(path).st_ino
 
 
-def start_in_cgroup(cgroup: Path, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(argv, preexec_fn=lambda: enter_cgroup(cgroup), stdout=subprocess.PIPE, text=True,
+def start_in_cgroup(cgroup: Path, argv: list[str], env: dict[str, str] | None = None,
+                    cpu: int | None = None) -> subprocess.Popen[str]:
+    def setup() -> None:
+        enter_cgroup(cgroup)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+    return subprocess.Popen(argv, preexec_fn=setup, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
+
+
+class HogsPerCpu:
+    """One memhog pinned to each online CPU, looping until stop()."""
+
+    def __init__(self, cgroup: Path, memhog: str, mb: int) -> None:
+        self.stop_file = Path(tempfile.mkdtemp()) / "stop"
+        self.procs = [start_in_cgroup(cgroup, [memhog, str(mb), "100000"], {"MEMHOG_STOP": str(self.stop_file)},
+                                      cpu=cpu) for cpu in range(online_cpus())]
+
+    def stop(self, timeout: float = 120) -> dict[str, list[int]]:
+        self.stop_file.touch()
+        codes, rounds = [], []
+        for proc in self.procs:
+            out, _ = proc.communicate(timeout=timeout)
+            codes.append(proc.returncode)
+            rounds.append(int(out.strip() or 0))
+        return {"hog_rcs": codes, "hog_rounds": rounds}
+
+
+def bss(obj: Object) -> dict[str, Any]:
+    """The object's global variables (its .bss), decoded through its BTF."""
+    btf = B.Btf(obj.raw_btf())
+    m = next(m for m in obj.maps() if m.name.endswith(".bss"))
+    raw = m.lookup(b"\0\0\0\0")
+    assert raw is not None
+    return btf.decode(m.btf_value_type_id, raw)
+
+
+def misses(sys_: Sys, obj: Object, prog: str) -> int:
+    """recursion_misses of a loaded program, from bpf_prog_info."""
+    return sys_.prog_info(obj.program(prog).fd).recursion_misses
+
+
+CTL_DETACHED, CTL_HOLD = 0, 1
+
+
+def set_ctl(obj: Object, value: int, index: int = CTL_DETACHED) -> None:
+    obj.map("ctl").update(U32.pack(index), U64.pack(value))
+
+
+def inflight(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Remove (or replace) a policy while one of its calls is surely in flight on another CPU.
+
+    The handler holds while ctl[1] is set. Each cycle: attach, wait until a
+    call holds, remove the policy in a thread, wait, release the call. The
+    removal must not return before the held call did.
+    """
+    import threading
+
+    swap_on_zram()
+    cg = make_cgroup("inflight", memory__max=f"{args['max_mb']}M")
+    # One hog, on the last CPU; this process stays on CPU 0.
+    cpu = online_cpus() - 1
+    stop = Path(tempfile.mkdtemp()) / "stop"
+    hog = start_in_cgroup(cg, [args["memhog"], str(args["hog_mb"]), "100000"], {"MEMHOG_STOP": str(stop)}, cpu=cpu)
+    os.sched_setaffinity(0, {0})
+    cycles = []
+    with Object(bpf, args["obj"]) as obj, Object(bpf, args["obj"]) as other:
+        for o in (obj, other):
+            o.program("count_entries").set_autoload(False)
+            o.load()
+        for _ in range(args["cycles"]):
+            set_ctl(obj, 0)
+            set_ctl(obj, 1, CTL_HOLD)
+            link = obj.struct_ops_maps()[0].attach_struct_ops()
+            deadline = time.monotonic() + 60
+            while bss(obj)["in_flight"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            held_before = bss(obj)["in_flight"]
+            returned: list[int] = []
+
+            def remove() -> None:
+                if args["how"] == "update":
+                    link.update_map(other.struct_ops_maps()[0])
+                else:
+                    link.destroy()
+                returned.append(time.monotonic_ns())
+
+            remover = threading.Thread(target=remove)
+            started_ns = time.monotonic_ns()
+            remover.start()
+            time.sleep(args.get("wait", 0.3))
+            returned_while_held = bool(returned)
+            released_ns = time.monotonic_ns()
+            set_ctl(obj, 0, CTL_HOLD)
+            remover.join()
+            set_ctl(obj, 1)
+            counters = bss(obj)
+            cycles.append({"held": held_before, "returned_while_held": returned_while_held,
+                           "started_ns": started_ns, "released_ns": released_ns,
+                           "removal_returned_ns": returned[0], "last_exit_ns": counters["last_exit_ns"]})
+            link.destroy()
+        late = bss(obj)["late_calls"]
+    stop.touch()
+    hog.communicate(timeout=120)
+    return {"cycles": cycles, "late_calls": late, "hog_rc": hog.returncode, "online_cpus": online_cpus()}
 
 
 def u64_array(m: Map, names: list[str]) -> dict[str, int]:
@@ -102,6 +211,14 @@ def charge_some(memhog: str) -> int:
     return hog.returncode
 
 
+def legacy(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Register a legacy (non-link) struct_ops map: the map update must fail."""
+    with Object(bpf, args["obj"]) as obj:
+        obj.load()
+        _, err = register_errno(obj.struct_ops_maps()[0].attach_struct_ops)
+        return {"errno": errno.errorcode.get(err, err)}
+
+
 def exclusive(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     """Register A, try B (expect EEXIST), unregister A, register B; B must then see charges."""
     with Object(bpf, args["first"]) as a, Object(bpf, args["second"]) as b:
@@ -123,32 +240,172 @@ def exclusive(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
                 "second_calls": calls_after - calls_before, "hog_rc": hog_rc}
 
 
-def unregister_stress(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
-    """Register and unregister N times while two processes charge and free in a loop."""
+def lifetime_stress(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Attach and detach N times while every CPU charges; count handler calls after detach returned."""
     swap_on_zram()
     cg = make_cgroup("stress", memory__max=f"{args['max_mb']}M")
-    hogs = [start_in_cgroup(cg, [args["memhog"], str(args["hog_mb"]), str(args["seconds"])])
-            for _ in range(2)]
+    hogs = HogsPerCpu(cg, args["memhog"], args["hog_mb"])
+    # Share CPU 0 with its hog: waking up from the sleeps below preempts it, sometimes in its handler.
+    os.sched_setaffinity(0, {0})
+    rng = random.Random(args.get("seed", 1))
+    errors: list[str] = []
+    started = time.monotonic()
     with Object(bpf, args["obj"]) as obj:
         obj.load()
-        errors = []
-        for _ in range(args["iterations"]):
+        ops = obj.struct_ops_maps()[0]
+        for _ in range(args["cycles"]):
+            set_ctl(obj, 0)
             try:
-                link = obj.struct_ops_maps()[0].attach_struct_ops()
+                link = ops.attach_struct_ops()
             except LibbpfError as exc:
                 errors.append(exc.message)
                 continue
-            time.sleep(args.get("hold", 0.01))
+            time.sleep(rng.random() * args.get("hold", 0.004))
             link.destroy()
-        calls = u64_array(obj.map("stats"), STATS)["calls"]
-    rounds = []
-    codes = []
-    for hog in hogs:
-        out, _ = hog.communicate(timeout=args["seconds"] + 120)
-        codes.append(hog.returncode)
-        rounds.append(int(out.strip() or 0))
-    return {"errors": errors, "calls": calls, "hog_rcs": codes, "hog_rounds": rounds,
-            "events": (cg / "memory.events").read_text()}
+            set_ctl(obj, 1)
+            # Let whatever was preempted or in flight run on while ctl says "detached".
+            time.sleep(args.get("after", 0.002))
+        elapsed = time.monotonic() - started
+        # Any call still running after a detach returned would see ctl set.
+        time.sleep(0.5)
+        counters = bss(obj)
+        missed = misses(Sys(bpf), obj, "lifetime_charge")
+    return {"errors": errors, "calls": counters["calls"], "late_calls": counters["late_calls"],
+            "misses": missed, "seconds": elapsed, "online_cpus": online_cpus(),
+            "events": (cg / "memory.events").read_text(), **hogs.stop()}
+
+
+def update_swap(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Swap the handler of one link between A and B with BPF_LINK_UPDATE while every CPU charges.
+
+    Every call the kernel makes towards a handler (fentry on __memcg_bpf_try_charge)
+    must reach A or B or be counted as their miss: no gap. Neither runs once an
+    update away from it returned.
+    """
+    swap_on_zram()
+    cg = make_cgroup("swap", memory__max=f"{args['max_mb']}M")
+    sys_ = Sys(bpf)
+    with Object(bpf, args["obj"]) as a, Object(bpf, args["obj"]) as b:
+        a.program("count_entries").set_autoload(True)
+        b.program("count_entries").set_autoload(False)
+        a.load()
+        b.load()
+        map_a, map_b = a.struct_ops_maps()[0], b.struct_ops_maps()[0]
+        set_ctl(a, 0)
+        set_ctl(b, 1)
+        link = map_a.attach_struct_ops()
+        counter = a.program("count_entries").attach()
+        hogs = HogsPerCpu(cg, args["memhog"], args["hog_mb"])
+        errors: list[str] = []
+        for i in range(args["swaps"]):
+            (old, new, old_map) = (a, b, map_b) if i % 2 == 0 else (b, a, map_a)
+            set_ctl(new, 0)
+            try:
+                link.update_map(old_map)
+            except LibbpfError as exc:
+                errors.append(exc.message)
+                break
+            set_ctl(old, 1)
+            time.sleep(args.get("hold", 0.002))
+        hog_result = hogs.stop()
+        link.destroy()      # no handler runs once this returns: the counters are final
+        counter.destroy()
+        ca, cb = bss(a), bss(b)
+        return {
+            "errors": errors,
+            "entries": ca["entries"], "entry_misses": misses(sys_, a, "count_entries"),
+            "calls": [ca["calls"], cb["calls"]],
+            "misses": [misses(sys_, a, "lifetime_charge"), misses(sys_, b, "lifetime_charge")],
+            "late_calls": [ca["late_calls"], cb["late_calls"]],
+            "online_cpus": online_cpus(), **hog_result,
+        }
+
+
+def reentry(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """A handler that makes accounted allocations with IRQs off, its maps charged to a non-root cgroup.
+
+    Loaded with `memcg-bpf load` from a process in the cgroup "loader", so the
+    maps (and the timers the handler allocates) are charged there, while
+    pinned memhogs in another cgroup charge on every CPU (other cgroups in
+    the per-cpu stocks, so the handler's allocations miss them).
+    """
+    loader = make_cgroup("loader")
+    load_cg = make_cgroup("load")
+    hogs = HogsPerCpu(load_cg, args["memhog"], args["hog_mb"])
+    time.sleep(1)   # stocks warm with the hogs' cgroup on every CPU
+
+    def cli(*argv: str, cgroup: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "memcg_bpf", *argv], capture_output=True, text=True,
+                              check=False, preexec_fn=(lambda: enter_cgroup(cgroup)) if cgroup else None)
+
+    loaded = cli("load", args["obj"], "--name", "reentry", cgroup=loader)
+    time.sleep(args["seconds"])
+    listing = cli("list", "--json")
+    stats = cli("stats", "reentry", "--json")
+    unloaded = cli("unload", "reentry")
+    return {
+        "load": {"rc": loaded.returncode, "stderr": loaded.stderr},
+        "list": json.loads(listing.stdout) if listing.returncode == 0 else listing.stderr,
+        "globals": json.loads(stats.stdout)["globals"] if stats.returncode == 0 else stats.stderr,
+        "unload_rc": unloaded.returncode,
+        "online_cpus": online_cpus(),
+        **hogs.stop(),
+    }
+
+
+CAP_SYS_ADMIN = 21
+
+
+@contextmanager
+def without_cap_sys_admin() -> Iterator[None]:
+    """Drop CAP_SYS_ADMIN from this thread's effective set (CAP_BPF and CAP_PERFMON stay)."""
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    if libc.capget(ctypes.byref(header), data):
+        raise OSError(ctypes.get_errno(), "capget")
+    saved = data[0].effective
+    data[0].effective &= ~(1 << CAP_SYS_ADMIN)
+    if libc.capset(ctypes.byref(header), data):
+        raise OSError(ctypes.get_errno(), "capset")
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        libc.capset(ctypes.byref(header), data)
+
+
+def cap_sys_admin(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Without CAP_SYS_ADMIN a policy loads but cannot register or replace one."""
+    with Object(bpf, args["obj"]) as a, Object(bpf, args["obj"]) as b, Object(bpf, args["obj"]) as c:
+        for obj in (a, b, c):
+            obj.program("count_entries").set_autoload(False)
+        a.load()
+        b.load()
+        link = a.struct_ops_maps()[0].attach_struct_ops()
+        with without_cap_sys_admin():
+            c.load()    # loading needs CAP_BPF and CAP_PERFMON only
+            link.destroy()
+            _, attach_errno = register_errno(c.struct_ops_maps()[0].attach_struct_ops)
+        link = a.struct_ops_maps()[0].attach_struct_ops()
+        with without_cap_sys_admin():
+            try:
+                link.update_map(b.struct_ops_maps()[0])
+                update_errno = 0
+            except LibbpfError as exc:
+                update_errno = exc.errno
+        _, admin_attach_errno = register_errno(c.struct_ops_maps()[0].attach_struct_ops)
+        link.update_map(b.struct_ops_maps()[0])
+        link.destroy()
+        return {"attach_errno": errno.errorcode.get(attach_errno, attach_errno),
+                "update_errno": errno.errorcode.get(update_errno, update_errno),
+                "admin_attach_errno": errno.errorcode.get(admin_attach_errno, admin_attach_errno)}
 
 
 def load_fails(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
@@ -161,18 +418,70 @@ def load_fails(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
         return {"loaded": True}
 
 
+def remove_cgroups(keep: set[Path]) -> None:
+    """rmdir every cgroup made since `keep` was taken, deepest first (their processes have exited)."""
+    for path in sorted(set(CGROUP_ROOT.rglob("*/")) - keep, key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and (path / "cgroup.procs").exists():
+            path.rmdir()
+
+
+def sequence(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Several scenarios in one VM, one after the other: {"steps": [[label, name, args], ...]}."""
+    results = {}
+    for label, name, step_args in args["steps"]:
+        print(f"step {label}", file=sys.stderr, flush=True)
+        keep = set(CGROUP_ROOT.rglob("*/"))
+        started = time.monotonic()
+        results[label] = SCENARIOS[name](step_args, bpf)
+        results[label]["seconds_in_guest"] = round(time.monotonic() - started, 1)
+        remove_cgroups(keep)
+    return results
+
+
 SCENARIOS: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
     "observe": observe,
     "exclusive": exclusive,
-    "unregister_stress": unregister_stress,
+    "legacy": legacy,
+    "lifetime_stress": lifetime_stress,
+    "inflight": inflight,
+    "update_swap": update_swap,
+    "reentry": reentry,
+    "cap_sys_admin": cap_sys_admin,
     "load_fails": load_fails,
+    "sequence": sequence,
 }
+
+
+KMEMLEAK = Path("/sys/kernel/debug/kmemleak")
+KMEMLEAK_MIN_AGE = 5.0  # seconds: kmemleak does not report younger objects
+
+
+def kmemleak_clear() -> None:
+    """Report and then forget what leaked before the scenario (boot), so only the scenario's leaks count."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    time.sleep(max(0.0, KMEMLEAK_MIN_AGE + 1 - uptime))
+    KMEMLEAK.write_text("scan")
+    KMEMLEAK.write_text("clear")
+
+
+def kmemleak_scan() -> list[str]:
+    """The leaks kmemleak reports (one text block each) since kmemleak_clear()."""
+    time.sleep(KMEMLEAK_MIN_AGE + 1)
+    for _ in range(2):
+        KMEMLEAK.write_text("scan")
+    text = KMEMLEAK.read_text()
+    return [block.strip() for block in text.split("unreferenced object ")[1:]]
 
 
 def main() -> None:
     name, raw = sys.argv[1], sys.argv[2]
+    leak_check = os.environ.get("MEMCG_BPF_KMEMLEAK") == "1"
+    if leak_check:
+        kmemleak_clear()
     bpf = Libbpf(default_libbpf_path())
     result = SCENARIOS[name](json.loads(raw), bpf)
+    if leak_check:
+        result["kmemleak"] = kmemleak_scan()
     print(json.dumps(result))
 
 

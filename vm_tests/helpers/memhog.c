@@ -6,7 +6,8 @@
  *   memhog MB SECONDS    map, touch and unmap MB repeatedly for SECONDS
  *
  * MEMHOG_THP=1 asks for transparent huge pages (MADV_HUGEPAGE), otherwise
- * MADV_NOHUGEPAGE keeps every fault at 4 KiB. Prints the number of rounds.
+ * MADV_NOHUGEPAGE keeps every fault at 4 KiB. MEMHOG_STOP=PATH ends the
+ * loop early once PATH exists. Prints the number of rounds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@ static int touch(size_t bytes, int thp)
 int main(int argc, char **argv)
 {
 	const char *thp_env = getenv("MEMHOG_THP");
+	const char *stop = getenv("MEMHOG_STOP");
 	int thp = thp_env && !strcmp(thp_env, "1");
 	size_t bytes;
 	double seconds, end;
@@ -59,7 +61,7 @@ int main(int argc, char **argv)
 		if (touch(bytes, thp))
 			return 1;
 		rounds++;
-	} while (now() < end);
+	} while (now() < end && !(stop && access(stop, F_OK) == 0));
 	printf("%ld\n", rounds);
 	return 0;
 }
