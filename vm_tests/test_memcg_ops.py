@@ -74,26 +74,34 @@ def test_mem_over_limit_is_the_limiting_ancestor(scenario: Scenario, bpf_object:
     assert pairs == {(result["child_id"], result["parent_id"])}
 
 
-# (knobs, THP faults?, expected reclaim targets; None: the sizes of the charges)
+# Large charges: THP faults (512 pages) and a pipe resized to 64 MiB, whose
+# buffer array is one 640 KiB kcalloc(GFP_KERNEL_ACCOUNT): an order-8
+# kmalloc_large charged as 256 pages in one go. (No hugetlb: the test
+# kernel has no HUGETLBFS.)
+LARGE = {"thp": ({"thp": True}, 512), "kmalloc": ({"pipe_mb": 64}, 256)}
+
+# (knobs, large charges?, expected reclaim targets; None: the sizes of the charges)
 OVERRIDES = {
-    "64-honoured": ({"write": 1, "nr_pages": 64, "retval": 1}, False, {64}),
-    "512-honoured": ({"write": 1, "nr_pages": 512, "retval": 1}, False, {512}),
-    "any-positive-return-honoured": ({"write": 1, "nr_pages": 64, "retval": 7}, False, {64}),
-    "513-clamped-to-max": ({"write": 1, "nr_pages": 513, "retval": 1}, False, {512}),
-    "huge-clamped-to-max": ({"write": 1, "nr_pages": 1 << 40, "retval": 1}, False, {512}),
-    "1-raised-to-huge-charge": ({"write": 1, "nr_pages": 1, "retval": 1}, True, None),
-    "0-raised-to-charge": ({"write": 1, "nr_pages": 0, "retval": 1}, False, None),
-    "return-0-default": ({"write": 1, "nr_pages": 64, "retval": 0}, False, None),
-    "negative-return-default": ({"write": 1, "nr_pages": 64, "retval": (1 << 64) - 22}, False, None),
+    "64-honoured": ({"write": 1, "nr_pages": 64, "retval": 1}, None, {64}),
+    "512-honoured": ({"write": 1, "nr_pages": 512, "retval": 1}, None, {512}),
+    "any-positive-return-honoured": ({"write": 1, "nr_pages": 64, "retval": 7}, None, {64}),
+    "513-clamped-to-max": ({"write": 1, "nr_pages": 513, "retval": 1}, None, {512}),
+    "huge-clamped-to-max": ({"write": 1, "nr_pages": 1 << 40, "retval": 1}, None, {512}),
+    "1-raised-to-thp-charge": ({"write": 1, "nr_pages": 1, "retval": 1}, "thp", None),
+    "1-raised-to-big-kmalloc-charge": ({"write": 1, "nr_pages": 1, "retval": 1}, "kmalloc", None),
+    "0-raised-to-charge": ({"write": 1, "nr_pages": 0, "retval": 1}, None, None),
+    "return-0-default": ({"write": 1, "nr_pages": 64, "retval": 0}, None, None),
+    "negative-return-default": ({"write": 1, "nr_pages": 64, "retval": (1 << 64) - 22}, None, None),
 }
 
 
 @pytest.mark.parametrize("case", list(OVERRIDES))
 def test_reclaim_target_reaches_reclaim(case: str, scenario: Scenario, bpf_object: BpfObject,
                                         memhog: Path) -> None:
-    knobs, thp, expected = OVERRIDES[case]
-    result = scenario("observe", observe_args(bpf_object("observe"), memhog, knobs=knobs, thp=thp))
-    assert result["hog_rc"] == 0, "memhog failed inside the cgroup (OOM?)"
+    knobs, large, expected = OVERRIDES[case]
+    hog, large_pages = LARGE[large] if large else ({}, 0)
+    result = scenario("observe", observe_args(bpf_object("observe"), memhog, knobs=knobs, **hog))
+    assert result["hog_rc"] == 0, "memhog failed inside the cgroup (OOM, or a large charge failed early)"
     requested = {int(k) for k in result["requested"]}
     reclaimed = {int(k) for k in result["reclaimed"]}
     assert result["stats"]["reclaim_calls"] > 0, "try_to_free_mem_cgroup_pages() never ran"
@@ -104,10 +112,10 @@ def test_reclaim_target_reaches_reclaim(case: str, scenario: Scenario, bpf_objec
         assert reclaimed == expected
         # The override changed something: the charges asked for other sizes.
         assert requested - expected, f"charges only requested {requested}; the test proves nothing"
-    if thp:
-        # Huge page charges were refused and reclaimed for in full (memhog
+    if large:
+        # Large charges were refused and reclaimed for in full (memhog
         # finished), not for the 1 page asked.
-        assert 512 in requested, f"no THP charge failed ({requested}); the test proves nothing"
+        assert large_pages in requested, f"no {large} charge failed ({requested}); the test proves nothing"
 
 
 # -- registration -------------------------------------------------------------------

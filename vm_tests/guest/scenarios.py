@@ -176,6 +176,10 @@ def observe(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
         set_knobs(obj, args.get("knobs", {}))
         links = [obj.struct_ops_maps()[0].attach_struct_ops(), obj.program("observe_reclaim").attach()]
         env = {"MEMHOG_THP": "1"} if args.get("thp") else {}
+        if args.get("pipe_mb"):
+            # Root may exceed pipe-max-size (CAP_SYS_RESOURCE); raise it anyway, for clarity.
+            Path("/proc/sys/fs/pipe-max-size").write_text(str(args["pipe_mb"] << 20))
+            env["MEMHOG_PIPE_MB"] = str(args["pipe_mb"])
         hog = start_in_cgroup(child, [args["memhog"], str(args["hog_mb"])], env)
         out, _ = hog.communicate(timeout=args.get("hog_timeout", 120))
         for link in links:
