@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 from memcg_bpf.bpfsys import Sys
 from memcg_bpf.cgroups import CGROUP_ROOT
+from memcg_bpf.cpus import online as online_cpus
 from memcg_bpf.guest import enter_cgroup, swap_on_zram
 from memcg_bpf.libbpf import Libbpf, Link, Object, default_libbpf_path
 from memcg_bpf.loader import load, unload
@@ -39,7 +40,9 @@ def run_in(cg: Path, argv: list[str], *, oom_ok: bool = False) -> dict[str, Any]
     if oom_ok and proc.returncode == -9 and kv(cg / "memory.events").get("oom_kill", 0) > 0:
         return None
     if proc.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+        events = " ".join(f"{k}={v}" for k, v in kv(cg / "memory.events").items() if v)
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}) in {cg.name} [{events}]: "
+                         f"{proc.stderr.strip()}")
     return json.loads(proc.stdout)
 
 
@@ -53,10 +56,28 @@ def kv(path: Path) -> dict[str, int]:
 
 
 class Runs:
-    """How often the configuration's BPF program has run so far (None: no program, or no counter)."""
+    """How often the configuration's BPF program has run so far, per cgroup (None: no program, or no counter)."""
 
     def __init__(self) -> None:
-        self.read: Callable[[], int | None] = lambda: None
+        self.read: Callable[[], dict[int, int] | None] = lambda: None
+
+
+def runs_between(before: dict[int, int] | None, after: dict[int, int] | None) -> int | None:
+    """Program runs between two readings of per-cgroup counts.
+
+    A cgroup's slot restarts from zero when a new cgroup takes its css id
+    (each regime runs in a fresh cgroup), so counts are compared per cgroup,
+    and a count that went down restarted in between.
+    """
+    if before is None or after is None:
+        return None
+    return sum(n - before.get(c, 0) if n >= before.get(c, 0) else n for c, n in after.items())
+
+
+def calls_in_slots(snapshot_maps: dict[str, list[dict[str, Any]]], dropped: int) -> dict[int, int]:
+    """Program runs per cgroup, as telemetry and trace_count count them, with dropped calls under 0."""
+    counts = {row["key"]["cgroup_id"]: row["value"]["calls"] for row in snapshot_maps.get("cgroups", [])}
+    return {**counts, 0: dropped}
 
 
 @contextmanager
@@ -67,7 +88,13 @@ def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[Runs]:
     if kind == "policy":
         load(bpf, Path(config["obj"]), "bench", tuple(config.get("set", ())))
         reader = Reader(Sys(bpf))
-        runs.read = lambda: reader.snapshot("bench").globals.get("total_calls")
+
+        def read_policy() -> dict[int, int] | None:
+            snapshot = reader.snapshot("bench")
+            if "dropped_calls" not in snapshot.globals:
+                return None     # a policy that counts nothing (noop)
+            return calls_in_slots(snapshot.maps, snapshot.globals["dropped_calls"])
+        runs.read = read_policy
         try:
             yield runs
         finally:
@@ -78,8 +105,15 @@ def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[Runs]:
             obj.program(other).set_autoload(False)
             obj.load()
             link: Link = obj.program(f"count_{kind}").attach()
+            table = obj.map("cgroups")
             bss = next(m for m in obj.maps() if m.name.endswith(".bss"))
-            runs.read = lambda: int.from_bytes((bss.lookup(b"\0\0\0\0") or b"")[:8], "little")
+
+            def read_tracer() -> dict[int, int]:
+                # struct cgroup_stats: head (cgroup id, memcg), then calls; unused slots have cgroup 0.
+                calls = {int.from_bytes(v[:8], "little"): int.from_bytes(v[16:24], "little")
+                         for _, v in table.items() if any(v[:8])}
+                return {**calls, 0: int.from_bytes((bss.lookup(b"\0\0\0\0") or b"")[:8], "little")}
+            runs.read = read_tracer
             try:
                 yield runs
             finally:
@@ -89,21 +123,27 @@ def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[Runs]:
 
 
 def overhead(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Every charge path in both regimes, in this boot: {path: {regime: result}}."""
     swap_on_zram("2G")
     results: dict[str, Any] = {}
     with configuration(bpf, args["config"]) as runs:
-        for regime, limit in (("headroom", None), ("pressure", args["pressure_limit_mb"])):
-            before = runs.read()
-            with cgroup(f"bench-{regime}", limit) as cg:
-                out = run_in(cg, [args["pagefault"], str(args["mb"]), str(args["rounds"] + 1)])
-                assert out is not None
-                events = kv(cg / "memory.events")
-            after = runs.read()
-            results[regime] = {"ns_per_page": out["ns_per_page"][1:], "warmup": out["ns_per_page"][0],
-                               "pages": out["pages"], "rounds": args["rounds"] + 1,
-                               "max_events": events.get("max", 0),
-                               "program_runs": after - before if after is not None and before is not None else None}
-    return results
+        for name, path in args["paths"].items():
+            for regime, limit in (("headroom", None), ("pressure", path["pressure_limit_mb"])):
+                argv = [args["chargepath"], name, str(path["size"]), str(args["rounds"] + 1)]
+                if path["balloon_mb"]:
+                    argv.append(str(path["balloon_mb"]))
+                before = runs.read()
+                with cgroup(f"bench-{name}-{regime}", limit) as cg:
+                    out = run_in(cg, argv)
+                    assert out is not None
+                    events = kv(cg / "memory.events")
+                after = runs.read()
+                results.setdefault(name, {})[regime] = {
+                    "ns_per_unit": out["ns_per_unit"][1:], "warmup": out["ns_per_unit"][0],
+                    "units": out["units"], "rounds": args["rounds"] + 1, "max_events": events.get("max", 0),
+                    "oom_kill": events.get("oom_kill", 0),
+                    "program_runs": runs_between(before, after)}
+    return {"paths": results, "online_cpus": online_cpus()}
 
 
 def reclaim(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
@@ -124,7 +164,7 @@ def reclaim(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
                     "pgscan": stat.get("pgscan", 0), "pgsteal": stat.get("pgsteal", 0),
                     "pgscan_direct": stat.get("pgscan_direct", 0), "pgsteal_direct": stat.get("pgsteal_direct", 0),
                 })
-    return {"workloads": results}
+    return {"workloads": results, "online_cpus": online_cpus()}
 
 
 def main() -> None:

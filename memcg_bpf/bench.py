@@ -1,8 +1,10 @@
 """`memcg-bpf bench`: run the benchmark scenarios in VMs and write results, plots and a report.
 
-overhead: instruction-exact (-icount) page-fault cost on the baseline kernel,
-the patched kernel without a handler, with noop and telemetry, and with the
-same counting done by fentry and kprobe programs on the unpatched kernel.
+overhead: instruction-exact (-icount) cost of three charge paths (anonymous
+faults, shmem writes, accounted slab of file creation) on the baseline
+kernel, the patched kernel without a handler, with noop and telemetry, and
+with the same counting done by fentry and kprobe programs on the unpatched
+kernel; several boots per configuration with address-layout randomness off.
 reclaim: real-time throughput, burst latency and reclaim counters of two
 workloads past memory.max, without a policy and with reclaim_boost at
 several reclaim targets.
@@ -10,6 +12,7 @@ several reclaim targets.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,7 +24,8 @@ from typing import Any
 
 from .compile import Toolchain, build_objects, compile_bpf, vmlinux_h
 from .errors import MemcgBpfError
-from .kernel.api import build
+from .kernel import kconfig
+from .kernel.api import VARIANTS, build
 from .kernel.build import Artifacts
 from .libbpf import Libbpf
 from .paths import REPO_ROOT, cache_dir
@@ -29,16 +33,26 @@ from .progress import Progress
 from .toolchain import find_clang
 
 BENCH_DIR = REPO_ROOT / "bench"
-# Benchmarks run on the test config without its debugging aids: lockdep and
-# friends multiply the cost of every lock and RCU section, the hook's included.
-BENCH_CONFIG = ("CONFIG_PROVE_LOCKING=n", "CONFIG_PROVE_RCU=n", "CONFIG_DEBUG_ATOMIC_SLEEP=n")
+# Options that change what a measurement means; recorded with every result.
+REPORTED_OPTIONS = ("CONFIG_JUMP_LABEL", "CONFIG_PREEMPT", "CONFIG_PREEMPT_RCU", "CONFIG_SMP",
+                    "CONFIG_PROVE_LOCKING", "CONFIG_PROVE_RCU", "CONFIG_DEBUG_ATOMIC_SLEEP", "CONFIG_KASAN",
+                    "CONFIG_RANDOMIZE_BASE", "CONFIG_MITIGATION_RETPOLINE", "CONFIG_CFI_CLANG", "CONFIG_HZ")
+
+
+@dataclass(frozen=True)
+class ChargePath:
+    """One workload of bench/chargepath.c and its two regimes."""
+
+    size: int               # MiB (anon, shmem) or files (kmem)
+    pressure_limit_mb: int  # memory.max of the pressure regime
+    balloon_mb: int = 0     # anonymous memory touched before each round (outside the timing)
 
 
 @dataclass(frozen=True)
 class Plan:
     repeat: int
-    overhead_mb: int
-    pressure_limit_mb: int
+    boots: int
+    paths: dict[str, ChargePath]
     reclaim_limit_mb: int
     seq_mb: int
     rand_mb: int
@@ -46,10 +60,16 @@ class Plan:
     boost_targets: tuple[int, ...]
 
 
-FULL = Plan(repeat=5, overhead_mb=64, pressure_limit_mb=32, reclaim_limit_mb=64, seq_mb=256,
-            rand_mb=96, rand_touches=98304, boost_targets=(32, 64, 128, 256, 512))
-QUICK = Plan(repeat=3, overhead_mb=4, pressure_limit_mb=2, reclaim_limit_mb=8, seq_mb=16,
-             rand_mb=12, rand_touches=4096, boost_targets=(256,))
+FULL = Plan(repeat=5, boots=3,
+            paths={"anon": ChargePath(64, 32), "shmem": ChargePath(64, 32),
+                   "kmem": ChargePath(16384, 44, balloon_mb=32)},
+            reclaim_limit_mb=64, seq_mb=256, rand_mb=96, rand_touches=98304,
+            boost_targets=(32, 64, 128, 256, 512))
+QUICK = Plan(repeat=3, boots=2,
+             paths={"anon": ChargePath(4, 2), "shmem": ChargePath(4, 2), "kmem": ChargePath(2048, 6, balloon_mb=4)},
+             reclaim_limit_mb=8, seq_mb=16, rand_mb=12, rand_touches=4096, boost_targets=(256,))
+# Layout randomness off, so that boots of one kernel run the same instructions.
+FIXED_LAYOUT = "nokaslr norandmaps"
 
 
 class Bench:
@@ -60,10 +80,14 @@ class Bench:
         self.quick = quick
         self.results = out / "results"
         self.results.mkdir(parents=True, exist_ok=True)
-        self.patched, _ = build(overrides=BENCH_CONFIG, progress=progress)
-        self.baseline, _ = build(baseline=True, overrides=BENCH_CONFIG, progress=progress)
+        # The committed numbers come from kernels without lock debugging; --quick only
+        # checks that everything runs, on the test kernels that CI builds anyway.
+        self.variant = "test" if quick else "bench"
+        self.config = VARIANTS[self.variant]
+        self.patched, _ = build(overrides=self.config, progress=progress)
+        self.baseline, _ = build(baseline=True, overrides=self.config, progress=progress)
         self.bin_dir = cache_dir() / "bench-bin"
-        self.pagefault = self.compile_c("pagefault")
+        self.chargepath = self.compile_c("chargepath")
         self.reclaimload = self.compile_c("reclaimload")
         self.policies = self.compile_policies()
 
@@ -88,8 +112,13 @@ class Bench:
         return objs
 
     def vm(self, kernel: Artifacts, scenario: str, args: dict[str, Any], *, icount: bool, cpus: int) -> Any:
+        # Real-time runs use a host thread per vCPU, so that 2 vCPUs really run in parallel; the
+        # policy is registered before the workload starts, while the other vCPU idles.
+        threads = [] if icount else ["--tcg-thread", "multi"]
         cmd = [sys.executable, "-m", "memcg_bpf", "vm", "run", "--kernel", str(kernel.bzimage),
                "--cpus", str(cpus), "--memory", "2G", "--timeout", "1200", *(["--icount"] if icount else []),
+               *threads,
+               "--append", FIXED_LAYOUT,
                "--", "python3", "-m", "bench.guest", scenario, json.dumps(args, default=str)]
         env = dict(os.environ, MEMCG_BPF_LIBBPF=str(kernel.libbpf))
         proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
@@ -108,13 +137,16 @@ class Bench:
             ("fentry", self.baseline, {"kind": "fentry", "obj": self.policies["trace_count"]}),
             ("kprobe", self.baseline, {"kind": "kprobe", "obj": self.policies["trace_count"]}),
         ]
-        out: dict[str, Any] = {"plan": p.__dict__, "configs": {}}
+        out: dict[str, Any] = {"plan": dataclasses.asdict(p), "configs": {}}
+        args = {"chargepath": self.chargepath, "rounds": p.repeat,
+                "paths": {name: dataclasses.asdict(path) for name, path in p.paths.items()}}
         for i, (name, kernel, config) in enumerate(configs, 1):
-            self.progress.say("overhead", f"{i}/{len(configs)} {name} ({kernel.manifest['variant']} kernel, -icount)")
-            args = {"config": config, "pagefault": self.pagefault, "mb": p.overhead_mb, "rounds": p.repeat,
-                    "pressure_limit_mb": p.pressure_limit_mb}
-            out["configs"][name] = {"kernel": kernel.manifest["key"],
-                                    **self.vm(kernel, "overhead", args, icount=True, cpus=1)}
+            boots = []
+            for boot in range(1, p.boots + 1):
+                self.progress.say("overhead", f"{i}/{len(configs)} {name}, boot {boot}/{p.boots} "
+                                              f"({kernel.manifest['variant']} kernel, -icount)")
+                boots.append(self.vm(kernel, "overhead", {**args, "config": config}, icount=True, cpus=1))
+            out["configs"][name] = {"kernel": kernel.manifest["key"], "boots": boots}
         return out
 
     def reclaim(self) -> dict[str, Any]:
@@ -124,7 +156,7 @@ class Bench:
         configs: list[tuple[str, dict[str, Any]]] = [("none", {"kind": "none"})]
         configs += [(f"boost-{n}", {"kind": "policy", "obj": self.policies["reclaim_boost"],
                                     "set": [f"reclaim_pages={n}"]}) for n in p.boost_targets]
-        out: dict[str, Any] = {"plan": p.__dict__, "configs": {}}
+        out: dict[str, Any] = {"plan": dataclasses.asdict(p), "configs": {}}
         for i, (name, config) in enumerate(configs, 1):
             self.progress.say("reclaim", f"{i}/{len(configs)} {name} ({p.repeat} runs of each workload)")
             args = {"config": config, "reclaimload": self.reclaimload, "workloads": workloads,
@@ -135,10 +167,14 @@ class Bench:
     def meta(self) -> dict[str, Any]:
         qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True,
                               check=False).stdout.splitlines()[0]
+        config = kconfig.read_config(self.patched.directory / "config")
         return {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "quick": self.quick, "qemu": qemu,
                 "kernel_version": self.patched.manifest["kernel_version"],
                 "patched_kernel": self.patched.manifest["key"], "baseline_kernel": self.baseline.manifest["key"],
-                "cpus": os.cpu_count(), "host": os.uname().release, "config_overrides": list(BENCH_CONFIG)}
+                "cpus": os.cpu_count(), "host": os.uname().release, "kernel_variant": self.variant,
+                "config_overrides": list(self.config),
+                "kernel_config": {name: config.get(name, "n") for name in REPORTED_OPTIONS},
+                "guest_cmdline": FIXED_LAYOUT}
 
     def run(self, scenarios: list[str]) -> list[Path]:
         written = []

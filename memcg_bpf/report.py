@@ -26,41 +26,75 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def overhead_table(data: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
-    """regime -> config -> summary of ns/page."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
+PATH_TEXT = {
+    "anon": "anonymous page faults (ns per 4 KiB page)",
+    "shmem": "write(2) into a tmpfs file (ns per 4 KiB page)",
+    "kmem": "create and unlink an empty tmpfs file: accounted slab (ns per file)",
+}
+REGIMES = ("headroom", "pressure")
+
+
+def boot_summary(boot_means: list[float], rounds: list[list[float]]) -> dict[str, Any]:
+    """Across boots: the median of the per-boot means, the boot-to-boot spread, the worst in-boot spread."""
+    median = statistics.median(boot_means)
+    in_boot = max(summary(r)["spread_pct"] for r in rounds)
+    return {"median": median, "min": min(boot_means), "max": max(boot_means), "boots": len(boot_means),
+            "boot_spread_pct": (max(boot_means) - min(boot_means)) / median * 100 if median else 0.0,
+            "in_boot_spread_pct": in_boot, "boot_means": boot_means}
+
+
+def overhead_table(data: dict[str, Any]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """(path, regime) -> config -> boot summary of ns per unit."""
+    table: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for config in OVERHEAD_ORDER:
         result = data["configs"].get(config)
         if not result:
             continue
-        for regime in ("headroom", "pressure"):
-            table.setdefault(regime, {})[config] = summary(result[regime]["ns_per_page"])
+        for path in data["plan"]["paths"]:
+            for regime in REGIMES:
+                rounds = [boot["paths"][path][regime]["ns_per_unit"] for boot in result["boots"]]
+                table.setdefault((path, regime), {})[config] = boot_summary(
+                    [statistics.fmean(r) for r in rounds], rounds)
     return table
 
 
-def ratio_pct(table: dict[str, dict[str, float]], config: str, against: str) -> float:
-    return (table[config]["mean"] / table[against]["mean"] - 1) * 100
+def ratio_pct(configs: dict[str, dict[str, Any]], config: str, against: str) -> float:
+    return (configs[config]["median"] / configs[against]["median"] - 1) * 100
 
 
-def verdicts(table: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+def noise_pct(configs: dict[str, dict[str, Any]], *names: str) -> float:
+    """What the measurement cannot resolve: the largest boot-to-boot or in-boot (round-to-round) spread."""
+    return max(max(configs[n]["boot_spread_pct"], configs[n]["in_boot_spread_pct"]) for n in names)
+
+
+def verdicts(table: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     out = []
-    for regime, configs in table.items():
+    for (path, regime), configs in table.items():
         for config, against, limit in TARGETS:
             if config in configs and against in configs:
                 delta = ratio_pct(configs, config, against)
-                out.append({"regime": regime, "config": config, "against": against, "delta_pct": delta,
-                            "limit_pct": limit, "met": delta <= limit,
-                            "noise_pct": max(configs[config]["spread_pct"], configs[against]["spread_pct"])})
+                out.append({"path": path, "regime": regime, "config": config, "against": against,
+                            "delta_pct": delta, "limit_pct": limit, "met": delta <= limit,
+                            "noise_pct": noise_pct(configs, config, against)})
         for tracer in ("fentry", "kprobe"):
-            if "telemetry" in configs and tracer in configs:
-                ours = configs["telemetry"]["mean"] - configs["no-handler"]["mean"]
-                theirs = configs[tracer]["mean"] - configs["baseline"]["mean"]
-                out.append({"regime": regime, "config": "telemetry", "against": tracer,
+            if {"telemetry", "no-handler", "baseline", tracer} <= set(configs):
+                ours = configs["telemetry"]["median"] - configs["no-handler"]["median"]
+                theirs = configs[tracer]["median"] - configs["baseline"]["median"]
+                out.append({"path": path, "regime": regime, "config": "telemetry", "against": tracer,
                             "delta_pct": ratio_pct(configs, "telemetry", tracer),
-                            "noise_pct": max(configs["telemetry"]["spread_pct"], configs[tracer]["spread_pct"]),
+                            "noise_pct": noise_pct(configs, "telemetry", tracer),
                             "extra_ns_ours": ours, "extra_ns_theirs": theirs,
-                            "met": configs["telemetry"]["mean"] < configs[tracer]["mean"]})
+                            "met": configs["telemetry"]["median"] < configs[tracer]["median"]})
     return out
+
+
+def program_runs(data: dict[str, Any], config: str, path: str, regime: str) -> tuple[int, int] | None:
+    """(program runs, units charged) summed over boots, warm-up rounds included; None without a counter."""
+    boots = data["configs"].get(config, {}).get("boots", [])
+    results = [boot["paths"][path][regime] for boot in boots]
+    if not results or any(r.get("program_runs") is None for r in results):
+        return None
+    return (sum(r["program_runs"] for r in results), sum(r["units"] * r["rounds"] for r in results))
 
 
 def reclaim_table(data: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -90,22 +124,25 @@ def target_of(config: str) -> int:
     return int(config.split("-")[1]) if config.startswith("boost-") else 0
 
 
-def plot_overhead(table: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
+def plot_overhead(table: dict[tuple[str, str], dict[str, dict[str, Any]]], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(table), figsize=(5 * len(table), 3.6))
-    for ax, (regime, configs) in zip(axes if len(table) > 1 else [axes], table.items()):
-        names = list(configs)
-        means = [configs[n]["mean"] for n in names]
-        errs = [[configs[n]["mean"] - configs[n]["min"] for n in names],
-                [configs[n]["max"] - configs[n]["mean"] for n in names]]
-        ax.bar(names, means, yerr=errs, color=["#888", "#4a7", "#4a7", "#2a5", "#c63", "#c63"][:len(names)])
-        ax.set_title(f"{regime}: guest ns per page (-icount; y from 97 %)")
-        ax.tick_params(axis="x", rotation=30)
-        low = min(means)
-        ax.set_ylim(low * 0.97, max(means) * 1.01)
+    paths = list(dict.fromkeys(p for p, _ in table))
+    fig, axes = plt.subplots(len(paths), len(REGIMES), figsize=(10, 3.2 * len(paths)), squeeze=False)
+    for row, charge_path in enumerate(paths):
+        for col, regime in enumerate(REGIMES):
+            ax = axes[row][col]
+            configs = table[(charge_path, regime)]
+            names = list(configs)
+            medians = [configs[n]["median"] for n in names]
+            errs = [[configs[n]["median"] - configs[n]["min"] for n in names],
+                    [configs[n]["max"] - configs[n]["median"] for n in names]]
+            ax.bar(names, medians, yerr=errs, color=["#888", "#4a7", "#4a7", "#2a5", "#c63", "#c63"][:len(names)])
+            ax.set_title(f"{charge_path}, {regime}: guest ns per unit (y from 97 %)", fontsize=9)
+            ax.tick_params(axis="x", rotation=30, labelsize=8)
+            ax.set_ylim(min(medians) * 0.97, max(medians) * 1.01)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -152,71 +189,22 @@ def render(out: Path) -> Path:
                   f"- Machine: {meta.get('cpus')} host CPUs, host kernel {meta.get('host')}; {meta.get('qemu')}, "
                   "TCG (no KVM). Guest: the project's test kernel "
                   f"(Linux {meta.get('kernel_version')}, `kernel_patch/qemu.config` with "
-                  f"{', '.join(meta.get('config_overrides', []))}: no lock debugging), "
+                  f"{', '.join(meta.get('config_overrides', [])) or 'nothing changed (lock debugging on)'}), "
                   f"patched `{meta.get('patched_kernel')}` and baseline `{meta.get('baseline_kernel')}` "
                   "(the same config without the series).",
                   f"- Run on {meta.get('date')}{' in --quick mode (tiny sizes: not for conclusions)' if meta.get('quick') else ''}.",
                   "- Reproduce: `scripts/setup && memcg-bpf bench all` (writes `bench/results/`, the plots and this file).",
                   ""]
     if overhead:
-        table = overhead_table(overhead)
-        plan = overhead["plan"]
-        plot_overhead(table, results / "overhead.png")
-        lines += ["## 1. Overhead of the hook (instruction-exact)", "",
-                  f"`bench/pagefault.c` maps {plan['overhead_mb']} MiB, writes one byte per 4 KiB page and unmaps it, "
-                  f"{plan['repeat']} measured rounds after one warm-up, in a cgroup; one vCPU, "
-                  "QEMU `-icount shift=0,sleep=off`, so guest time counts instructions (1 ns = 1 instruction). "
-                  f"*headroom*: no limit, the hook runs only when the per-cpu stock is refilled; *pressure*: "
-                  f"memory.max={plan['pressure_limit_mb']} MiB with swap on zram, the hook runs on every failed charge "
-                  "and reclaim follows. fentry and kprobe run the telemetry policy's per-cgroup counting from "
-                  "`bench/trace_count.bpf.c` on `try_charge_memcg()` on the *unpatched* kernel: what users can do today.",
-                  ""]
-        for regime, configs in table.items():
-            lines += [f"### {regime}", "", "| configuration | ns/page (mean) | min | max | spread | vs baseline | vs no-handler |",
-                      "|---|---|---|---|---|---|---|"]
-            for name, s in configs.items():
-                vs_base = f"{ratio_pct(configs, name, 'baseline'):+.3f} %" if "baseline" in configs else "-"
-                vs_nh = f"{ratio_pct(configs, name, 'no-handler'):+.3f} %" if "no-handler" in configs else "-"
-                lines.append(f"| {name} | {_fmt(s['mean'], 2)} | {_fmt(s['min'], 2)} | {_fmt(s['max'], 2)} | "
-                             f"{s['spread_pct']:.3f} % | {vs_base} | {vs_nh} |")
-            lines.append("")
-        lines += per_run_costs(overhead, table)
-        lines += ["### Targets", "", "| regime | check | result | target | met |", "|---|---|---|---|---|"]
-        for v in verdicts(table):
-            if "limit_pct" in v:
-                lines.append(f"| {v['regime']} | {v['config']} vs {v['against']} | {v['delta_pct']:+.3f} % "
-                             f"(spread {v['noise_pct']:.3f} %) | <= +{v['limit_pct']} % | "
-                             f"{'yes' if v['met'] else '**no**'} |")
-            else:
-                lines.append(f"| {v['regime']} | telemetry vs {v['against']} | {v['delta_pct']:+.2f} % "
-                             f"(extra ns/page: ours {v['extra_ns_ours']:.1f}, theirs {v['extra_ns_theirs']:.1f}) | "
-                             f"telemetry cheaper | {'yes' if v['met'] else '**no**'} |")
-        lines += ["", "![overhead](results/overhead.png)", ""]
-        missed = [v for v in verdicts(table) if not v["met"]]
-        lines.append("Targets missed: " + ("none." if not missed else ""))
-        for v in missed:
-            resolved = abs(v["delta_pct"]) > v["noise_pct"]
-            why = ""
-            result = overhead["configs"].get(v["config"], {}).get(v["regime"], {})
-            if result.get("program_runs") and v["against"] in ("no-handler", "baseline"):
-                pages = result["pages"] * result["rounds"]
-                extra = table[v["regime"]][v["config"]]["mean"] - table[v["regime"]][v["against"]]["mean"]
-                why = (f" Why: the program ran for {result['program_runs'] / pages * 1000:.0f} of every 1000 pages "
-                       f"at {extra * pages / result['program_runs']:.0f} guest ns (instructions) per run; "
-                       "under memory.max the per-cpu stock is drained, so most charges reach the hook.")
-            lines.append(f"- {v['regime']}, {v['config']} vs {v['against']}: {v['delta_pct']:+.3f} %, "
-                         + ("larger than the spread of the runs ({:.3f} %): a real cost.".format(v["noise_pct"])
-                            if resolved else
-                            "within the spread of the runs ({:.3f} %): not resolved by this many repetitions."
-                            .format(v["noise_pct"])) + why)
-        lines.append("")
+        lines += overhead_section(overhead, results)
     if reclaim:
         rtable = reclaim_table(reclaim)
         plan = reclaim["plan"]
         plot_reclaim(rtable, results / "reclaim.png")
         lines += ["## 2. Value of the writable reclaim target", "",
                   f"`bench/reclaimload.c` in a cgroup with memory.max={plan['reclaim_limit_mb']} MiB and swap on zram, "
-                  f"2 vCPUs, real TCG time (no icount), {plan['repeat']} runs per point, a fresh cgroup per run. "
+                  f"{vcpus(reclaim)}, real TCG time (no icount), {plan['repeat']} runs per point, "
+                  "a fresh cgroup per run. "
                   f"*sequential*: touch {plan['seq_mb']} MiB once; *random*: populate {plan['rand_mb']} MiB, then "
                   f"{plan['rand_touches']:,} random page touches. Latency is per burst of 256 touches, pooled over runs. "
                   "`max events` is memory.events `max` (charges that hit the limit, each followed by direct reclaim); "
@@ -263,25 +251,123 @@ def reclaim_findings(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
-def per_run_costs(overhead: dict[str, Any], table: dict[str, dict[str, dict[str, float]]]) -> list[str]:
-    """Why the numbers are what they are: program runs per page and guest ns per run."""
+def vcpus(data: dict[str, Any]) -> str:
+    """How many CPUs the guests had, as they reported it."""
+    seen = sorted({run["online_cpus"] for c in data["configs"].values()
+                   for run in c.get("boots", [c])})
+    return " or ".join(str(n) for n in seen) + (" vCPU" if seen == [1] else " vCPUs") + " (counted in the guest)"
+
+
+def overhead_section(overhead: dict[str, Any], results: Path) -> list[str]:
+    table = overhead_table(overhead)
+    plan = overhead["plan"]
+    plot_overhead(table, results / "overhead.png")
+    cfg = overhead.get("meta", {}).get("kernel_config", {})
+    lines = ["## 1. Overhead of the hook (instruction-exact)", "",
+             "`bench/chargepath.c` measures three charge paths in a cgroup, "
+             f"{plan['repeat']} measured rounds after one warm-up, on {vcpus(overhead)} under QEMU "
+             "`-icount shift=0,sleep=off`, "
+             "so guest time counts instructions (1 ns = 1 instruction):", ""]
+    for name, spec in plan["paths"].items():
+        size = f"{spec['size']} MiB" if name != "kmem" else f"{spec['size']} files"
+        balloon = f", {spec['balloon_mb']} MiB of anonymous memory touched before each round" \
+            if spec["balloon_mb"] else ""
+        lines.append(f"- *{name}*: {PATH_TEXT.get(name, name)}, {size} per round; pressure: "
+                     f"memory.max={spec['pressure_limit_mb']} MiB{balloon}.")
+    lines += ["",
+              "*headroom*: no limit, the hook runs only when a per-cpu stock is refilled; *pressure*: the limit "
+              "is below what the round charges, with swap on zram, so charges fail and reclaim follows. "
+              f"Each configuration ran in {plan['boots']} boots with `{overhead.get('meta', {}).get('guest_cmdline', '')}` "
+              "(no kernel or user address-layout randomness) and without the host's RDRAND/RDSEED (no host "
+              "entropy): icount is exact within a boot, but what differs between boots still moves some paths, "
+              "so the numbers below are the median of the per-boot means, with the boot-to-boot spread "
+              "((max - min) / median of the boot means) next to every ratio. "
+              "fentry and kprobe run the telemetry policy's per-cgroup counting from `bench/trace_count.bpf.c` on "
+              "`try_charge_memcg()` on the *unpatched* kernel: what users can do today.", "",
+              "Kernel config of the measured kernels: "
+              + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".", ""]
+    for (charge_path, regime), configs in table.items():
+        lines += [f"### {charge_path}, {regime}", "",
+                  "| configuration | ns/unit (median of boots) | boot means | boot spread | in-boot spread | "
+                  "vs baseline | vs no-handler |", "|---|---|---|---|---|---|---|"]
+        for name, s in configs.items():
+            vs_base = f"{ratio_pct(configs, name, 'baseline'):+.3f} %" if "baseline" in configs else "-"
+            vs_nh = f"{ratio_pct(configs, name, 'no-handler'):+.3f} %" if "no-handler" in configs else "-"
+            means = " / ".join(_fmt(m, 1) for m in s["boot_means"])
+            lines.append(f"| {name} | {_fmt(s['median'], 2)} | {means} | {s['boot_spread_pct']:.3f} % | "
+                         f"{s['in_boot_spread_pct']:.3f} % | {vs_base} | {vs_nh} |")
+        lines.append("")
+    lines += per_run_costs(overhead, table)
+    lines += ["### Targets", "",
+              "Noise, in brackets: the largest boot-to-boot or in-boot spread of the two configurations compared; "
+              "a difference within it is not resolved by this measurement.", "",
+              "| path | regime | check | result (noise) | target | met |",
+              "|---|---|---|---|---|---|"]
+    checks = verdicts(table)
+    for v in checks:
+        if "limit_pct" in v:
+            lines.append(f"| {v['path']} | {v['regime']} | {v['config']} vs {v['against']} | "
+                         f"{v['delta_pct']:+.3f} % ({v['noise_pct']:.3f} %) | <= +{v['limit_pct']} % | "
+                         f"{'yes' if v['met'] else '**no**'} |")
+        else:
+            lines.append(f"| {v['path']} | {v['regime']} | telemetry vs {v['against']} | {v['delta_pct']:+.2f} % "
+                         f"(extra ns/unit: ours {v['extra_ns_ours']:.1f}, theirs {v['extra_ns_theirs']:.1f}) | "
+                         f"telemetry cheaper | {'yes' if v['met'] else '**no**'} |")
+    lines += ["", "![overhead](results/overhead.png)", ""]
+    missed = [v for v in checks if not v["met"]]
+    lines.append("Targets missed: " + ("none." if not missed else ""))
+    for v in missed:
+        resolved = abs(v["delta_pct"]) > v["noise_pct"]
+        why = explain(overhead, table, v) if resolved else ""
+        lines.append(f"- {v['path']}, {v['regime']}, {v['config']} vs {v['against']}: {v['delta_pct']:+.3f} %, "
+                     + (f"larger than the noise ({v['noise_pct']:.3f} %): a real cost."
+                        if resolved else
+                        f"within the noise ({v['noise_pct']:.3f} %): not resolved.") + why)
+    lines.append("")
+    return lines
+
+
+def explain(overhead: dict[str, Any], table: dict[tuple[str, str], dict[str, dict[str, Any]]],
+            v: dict[str, Any]) -> str:
+    """Why a resolved miss costs what it does: calls per unit times guest ns per call."""
+    if v["against"] not in ("no-handler", "baseline"):
+        return ""
+    # noop counts nothing; the hook runs as often under telemetry, on the same path and regime.
+    counted = program_runs(overhead, "telemetry" if v["config"] == "noop" else v["config"], v["path"], v["regime"])
+    if not counted or not counted[0]:
+        return ""
+    runs, units = counted
+    configs = table[(v["path"], v["regime"])]
+    per_run = (configs[v["config"]]["median"] - configs[v["against"]]["median"]) * units / runs
+    text = (f" Why: the hook ran for {runs / units * 1000:.0f} of every 1000 units "
+            f"at {per_run:.0f} guest ns (instructions) per call")
+    tracer = program_runs(overhead, "fentry", v["path"], v["regime"])
+    if v["config"] == "noop" and tracer and tracer[0] and "fentry" in configs:
+        fentry = (configs["fentry"]["median"] - configs["baseline"]["median"]) * tracer[1] / tracer[0]
+        text += (f" with an empty handler, about what an fentry program with the telemetry counting costs per "
+                 f"run on this path ({fentry:.0f}): the price of calling any BPF program through a trampoline "
+                 f"here, not of what the program does")
+    return text + "."
+
+
+def per_run_costs(overhead: dict[str, Any], table: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> list[str]:
+    """Why the numbers are what they are: program runs per unit and guest ns per run."""
     lines = ["### Cost per program run", "",
-             "Runs counted by the programs themselves during the measured regime (warm-up round included); "
-             "extra ns/page against the kernel the configuration ran on (no-handler for memcg_ops policies, "
-             "baseline for fentry/kprobe), times pages per run.", "",
-             "| regime | configuration | runs per 1000 pages | extra ns/page | guest ns per run |",
-             "|---|---|---|---|---|"]
+             "Runs counted by the programs themselves (warm-up rounds included, all boots); extra ns/unit against "
+             "the kernel the configuration ran on (no-handler for memcg_ops policies, baseline for fentry/kprobe), "
+             "times units per run.", "",
+             "| path | regime | configuration | runs per 1000 units | extra ns/unit | guest ns per run |",
+             "|---|---|---|---|---|---|"]
     reference = {"telemetry": "no-handler", "fentry": "baseline", "kprobe": "baseline"}
     rows = 0
-    for regime, configs in table.items():
+    for (charge_path, regime), configs in table.items():
         for name, against in reference.items():
-            result = overhead["configs"].get(name, {}).get(regime, {})
-            runs = result.get("program_runs")
-            if not runs or name not in configs or against not in configs:
+            counted = program_runs(overhead, name, charge_path, regime)
+            if not counted or not counted[0] or name not in configs or against not in configs:
                 continue
-            pages = result["pages"] * result["rounds"]
-            extra = configs[name]["mean"] - configs[against]["mean"]
-            lines.append(f"| {regime} | {name} | {runs / pages * 1000:.1f} | {extra:.1f} | "
-                         f"{extra * pages / runs:.0f} |")
+            runs, units = counted
+            extra = configs[name]["median"] - configs[against]["median"]
+            lines.append(f"| {charge_path} | {regime} | {name} | {runs / units * 1000:.1f} | {extra:.1f} | "
+                         f"{extra * units / runs:.0f} |")
             rows += 1
     return lines + [""] if rows else []

@@ -17,30 +17,49 @@ def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path
                           cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=3600,
                           env={**os.environ, "MEMCG_BPF_LIBBPF": str(kernel.libbpf)})
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "overhead: 6/6 kprobe" in proc.stderr, "no progress output"
+    assert "overhead: 6/6 kprobe, boot 2/2" in proc.stderr, "no progress output"
     overhead = json.loads((tmp_path / "results" / "overhead.json").read_text())
     assert list(overhead["configs"]) == ["baseline", "no-handler", "noop", "telemetry", "fentry", "kprobe"]
+    # --quick runs on the test kernels (lock debugging on); the full run on the bench variant.
+    assert overhead["meta"]["kernel_variant"] == "test"
+    assert overhead["meta"]["kernel_config"]["CONFIG_JUMP_LABEL"] == "y"
+    assert overhead["meta"]["kernel_config"]["CONFIG_PROVE_LOCKING"] == "y"
+    paths = ("anon", "shmem", "kmem")
+
+    def regime(config: str, boot: int, path: str, name: str) -> dict:
+        return overhead["configs"][config]["boots"][boot]["paths"][path][name]
+
     for name, result in overhead["configs"].items():
-        for regime in ("headroom", "pressure"):
-            assert len(result[regime]["ns_per_page"]) == 3, name
-            assert all(v > 0 for v in result[regime]["ns_per_page"]), name
-    assert overhead["configs"]["telemetry"]["pressure"]["max_events"] > 0, "the pressure regime hit no limit"
-    assert overhead["configs"]["telemetry"]["headroom"]["max_events"] == 0
-    for name in ("telemetry", "fentry", "kprobe"):
-        for regime in ("headroom", "pressure"):
-            assert overhead["configs"][name][regime]["program_runs"] > 0, (name, regime)
-    assert overhead["configs"]["noop"]["headroom"]["program_runs"] is None  # noop counts nothing
+        assert len(result["boots"]) == 2, name
+        for boot in result["boots"]:
+            assert boot["online_cpus"] == 1
+            assert set(boot["paths"]) == set(paths)
+            for path in paths:
+                for name_ in ("headroom", "pressure"):
+                    values = boot["paths"][path][name_]["ns_per_unit"]
+                    assert len(values) == 3 and all(v > 0 for v in values), (name, path, name_)
+    for path in paths:
+        # The pressure regime hits its limit on every path, the headroom regime never.
+        assert regime("telemetry", 0, path, "pressure")["max_events"] > 0, path
+        assert regime("telemetry", 0, path, "headroom")["max_events"] == 0, path
+        for name in ("telemetry", "fentry", "kprobe"):
+            for name_ in ("headroom", "pressure"):
+                assert regime(name, 0, path, name_)["program_runs"] > 0, (name, path, name_)
+        assert regime("noop", 0, path, "headroom")["program_runs"] is None  # noop counts nothing
     # A program on try_charge_memcg() runs on every charge, the memcg_ops hook only past the per-cpu stock.
-    assert (overhead["configs"]["fentry"]["headroom"]["program_runs"]
-            > overhead["configs"]["telemetry"]["headroom"]["program_runs"])
+    assert regime("fentry", 0, "anon", "headroom")["program_runs"] > regime("telemetry", 0, "anon", "headroom")[
+        "program_runs"]
     reclaim = json.loads((tmp_path / "results" / "reclaim.json").read_text())
     assert list(reclaim["configs"]) == ["none", "boost-256"]
     for result in reclaim["configs"].values():
+        assert result["online_cpus"] == 2, "the reclaim benchmark must run on 2 real vCPUs"
         for runs in result["workloads"].values():
             assert runs and all(r["seconds"] > 0 and r["max_events"] > 0 for r in runs)
     for png in ("overhead.png", "reclaim.png"):
         assert (tmp_path / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "REPORT.md").read_text()
     assert "## 1. Overhead of the hook" in report and "## 2. Value of the writable reclaim target" in report
-    assert "| headroom | telemetry vs fentry |" in report
+    assert "| anon | headroom | telemetry vs fentry |" in report
+    assert "| kmem | pressure | no-handler vs baseline |" in report
+    assert "boot spread" in report
     assert "### Cost per program run" in report
