@@ -203,8 +203,8 @@ def render(out: Path) -> Path:
         plot_reclaim(rtable, results / "reclaim.png")
         lines += ["## 2. Value of the writable reclaim target", "",
                   f"`bench/reclaimload.c` in a cgroup with memory.max={plan['reclaim_limit_mb']} MiB and swap on zram, "
-                  f"{vcpus(reclaim)}, real TCG time (no icount), {plan['repeat']} runs per point, "
-                  "a fresh cgroup per run. "
+                  f"{vcpus(reclaim)}, real TCG time (no icount), {threading(reclaim['meta'])}, "
+                  f"{plan['repeat']} runs per point, a fresh cgroup per run. "
                   f"*sequential*: touch {plan['seq_mb']} MiB once; *random*: populate {plan['rand_mb']} MiB, then "
                   f"{plan['rand_touches']:,} random page touches. Latency is per burst of 256 touches, pooled over runs. "
                   "`max events` is memory.events `max` (charges that hit the limit, each followed by direct reclaim); "
@@ -249,6 +249,16 @@ def reclaim_findings(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             out.append(f"- {workload}, target {target_of(name)}: throughput {delta:+.1f} % (spread {noise:.1f} %, "
                        f"{verdict}); p99 {p99:+.1f} %; direct-reclaim entries {events:+.1f} %.")
     return out
+
+
+def threading(meta: dict[str, Any]) -> str:
+    """How QEMU ran the vCPUs of a real-time benchmark, and how many guests its bug cost."""
+    if meta.get("tcg_thread_real_time") != "multi":
+        return "the vCPUs interleaved on one host thread (`--tcg-thread single`)"
+    crashes = meta.get("qemu_crashes_rebooted", 0)
+    return ("one host thread per vCPU (`--tcg-thread multi`), so they run in parallel; "
+            + (f"{crashes} guest(s) died of QEMU 7.2's multi-threaded TCG int3 crash (see README) and were "
+               "booted again" if crashes else "no guest hit QEMU 7.2's multi-threaded TCG crash"))
 
 
 def vcpus(data: dict[str, Any]) -> str:
