@@ -66,7 +66,7 @@ FULL = Plan(repeat=5, boots=3,
             reclaim_limit_mb=64, seq_mb=256, rand_mb=96, rand_touches=98304,
             boost_targets=(32, 64, 128, 256, 512))
 QUICK = Plan(repeat=3, boots=2,
-             paths={"anon": ChargePath(4, 2), "shmem": ChargePath(4, 2), "kmem": ChargePath(2048, 8, balloon_mb=6)},
+             paths={"anon": ChargePath(4, 2), "shmem": ChargePath(4, 2), "kmem": ChargePath(2048, 16, balloon_mb=14)},
              reclaim_limit_mb=8, seq_mb=16, rand_mb=12, rand_touches=4096, boost_targets=(256,))
 # Real-time runs (reclaim) give each vCPU a host thread, so that 2 vCPUs run in parallel, except in
 # --quick mode (CI), which must not be flaky: QEMU 7.2's multi-threaded TCG can crash the guest with

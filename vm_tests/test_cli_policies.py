@@ -130,7 +130,7 @@ def last_line(text: str) -> str:
     ("no_sys_admin", "registering a memcg_ops policy needs CAP_SYS_ADMIN: "
                      "run memcg-bpf as root (in the initial user namespace)"),
     ("no_bpffs", "bpffs is not mounted at /sys/fs/bpf: run 'mount -t bpf bpf /sys/fs/bpf'"),
-])
+], ids=["no_caps", "no_sys_admin", "no_bpffs"])
 def test_error_one_line(kernel: Artifacts, policies_built: list[Path], case: str, message: str) -> None:
     """Missing capabilities (all, or only CAP_SYS_ADMIN) and a missing bpffs: exit 1, one line."""
     r = error_case(kernel, case)
