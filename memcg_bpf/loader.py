@@ -72,9 +72,8 @@ def register_error(exc: LibbpfError, bpf: Libbpf, sys: Sys) -> MemcgBpfError:
     return MemcgBpfError(exc.message)
 
 
-def open_policy(obj: Object, obj_path: Path) -> Map:
-    """The object's one memcg_ops map, which must be a link map."""
-    btf = B.Btf(obj.raw_btf())
+def open_policy(obj: Object, btf: B.Btf, obj_path: Path) -> Map:
+    """The object's one memcg_ops map (btf: the object's), which must be a link map."""
     ours = [m for m in obj.struct_ops_maps() if btf.resolve(m.btf_value_type_id).name == STRUCT_OPS_TYPE]
     if not ours:
         raise UsageError(f"{obj_path} has no {STRUCT_OPS_TYPE} struct_ops map: "
@@ -99,8 +98,9 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
     check_bpf_object(obj_path)
     sys = Sys(bpf)
     with Object(bpf, obj_path) as obj:
-        ops = open_policy(obj, obj_path)
-        knob_values = apply_knobs(obj, B.Btf(obj.raw_btf()), sets, ranges or {})
+        btf = B.Btf(obj.raw_btf())
+        ops = open_policy(obj, btf, obj_path)
+        knob_values = apply_knobs(obj, btf, sets, ranges or {})
         require_all()
         if old_directory is not None:
             pins.require_loaded(replace or "")
@@ -127,7 +127,7 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
             "struct_ops_map_id": sys.map_info(ops.fd).id,
         }
         if old_directory is not None:
-            replace_link(bpf, sys, obj, ops, old_directory, directory, meta)
+            replace_link(bpf, sys, obj, btf, ops, old_directory, directory, meta)
         else:
             try:
                 link = ops.attach_struct_ops()
@@ -153,10 +153,10 @@ def pin_policy(sys: Sys, obj: Object, directory: Path, meta: dict[str, Any], *, 
     pins.write_meta(sys, directory, meta)
 
 
-def replace_link(bpf: Libbpf, sys: Sys, obj: Object, ops: Map, old: Path, new: Path,
+def replace_link(bpf: Libbpf, sys: Sys, obj: Object, btf: B.Btf, ops: Map, old: Path, new: Path,
                  meta: dict[str, Any]) -> None:
     """Make the old policy's link run ops (no moment without a policy), then move the pins."""
-    sys.update(ops.fd, b"\0\0\0\0", kernel_value(obj, ops))
+    sys.update(ops.fd, b"\0\0\0\0", kernel_value(obj, btf, ops))
     link_fd = sys.obj_get(str(old / "link"))
     try:
         old_map_fd = sys.map_fd_by_id(sys.link_info(link_fd).struct_ops_map_id)

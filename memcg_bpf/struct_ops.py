@@ -18,10 +18,9 @@ from .libbpf import Map, Object
 from .preflight import VMLINUX_BTF
 
 
-def kernel_value(obj: Object, ops: Map, kernel_btf: B.Btf | None = None) -> bytes:
-    """The bytes to write at key 0 of the (loaded, not yet registered) struct_ops map ops."""
-    btf = B.Btf(obj.raw_btf())
-    kernel = kernel_btf or B.Btf(VMLINUX_BTF.read_bytes())
+def kernel_value(obj: Object, btf: B.Btf, ops: Map) -> bytes:
+    """The bytes to write at key 0 of the (loaded, not yet registered) struct_ops map ops; btf: obj's."""
+    kernel = B.Btf(VMLINUX_BTF.read_bytes())
     user_type = btf.resolve(ops.btf_value_type_id)
     value_type = kernel.find(f"bpf_struct_ops_{user_type.name}", B.STRUCT)
     kernel_type = kernel.find(user_type.name, B.STRUCT)
