@@ -17,7 +17,8 @@ from memcg_bpf.bpfsys import Sys
 from memcg_bpf.cgroups import CGROUP_ROOT
 from memcg_bpf.cpus import online as online_cpus
 from memcg_bpf.guest import enter_cgroup, swap_on_zram
-from memcg_bpf.libbpf import Libbpf, Link, Object, default_libbpf_path
+from memcg_bpf.libbpf import Libbpf, Link, Object
+from memcg_bpf.locate import find_libbpf
 from memcg_bpf.loader import load, unload
 from memcg_bpf.stats import Reader
 
@@ -169,7 +170,7 @@ def reclaim(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
 
 def main() -> None:
     scenario, args = sys.argv[1], json.loads(sys.argv[2])
-    bpf = Libbpf(default_libbpf_path())
+    bpf = Libbpf(find_libbpf())
     print(json.dumps({"overhead": overhead, "reclaim": reclaim}[scenario](args, bpf)))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import UsageError
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -12,12 +14,29 @@ def cgroup_id(path: str | Path) -> int:
     return os.stat(path).st_ino
 
 
-def resolve(spec: str) -> Path:
-    """'/sys/fs/cgroup/a', '/a' or 'a' -> the cgroup directory."""
+def cgroup2_root(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path:
+    """Where cgroup2 is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts)."""
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return CGROUP_ROOT
+    for line in lines:
+        head, sep, tail = line.partition(" - ")
+        if sep and tail.split()[:1] == ["cgroup2"]:
+            return Path(head.split()[4])
+    return CGROUP_ROOT
+
+
+def resolve(spec: str, root: Path | None = None) -> Path:
+    """'/sys/fs/cgroup/a', '/a' or 'a' -> the cgroup directory, which must lie under the cgroup2 mount."""
+    root = root or cgroup2_root()
     path = Path(spec)
-    if not path.is_absolute() or not str(path).startswith(str(CGROUP_ROOT)):
-        path = CGROUP_ROOT / spec.lstrip("/")
-    return path
+    if not (path.is_absolute() and path.is_relative_to(root)):
+        path = root / spec.lstrip("/")
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise UsageError(f"cgroup {spec!r} is outside the cgroup2 mount {root}: name a cgroup under it")
+    return real
 
 
 class CgroupNames:

@@ -21,7 +21,7 @@ def fail(message: str, code: int) -> None:
 
 
 class Group(click.Group):
-    """Turns MemcgBpfError into one line on stderr and its exit code."""
+    """Turns MemcgBpfError (and an OSError nobody expected) into one line on stderr and an exit code."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -30,6 +30,10 @@ class Group(click.Group):
             if exc.details:
                 click.echo(exc.details.rstrip(), err=True)
             fail(exc.message, exc.exit_code)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            hint = "; run memcg-bpf as root" if isinstance(exc, PermissionError) else ""
+            fail(f"{where}{exc.strerror or exc}{hint}", 1)
         return None
 
 
@@ -100,6 +104,65 @@ def kernel_build(source: Path | None, jobs: int | None, baseline: bool, variant:
         click.echo(f"{name:8} {path}")
 
 
+@main.group("libbpf", cls=Group)
+def libbpf_group() -> None:
+    """The libbpf (>= 1.2) that load, unload, list and stats use."""
+
+
+@libbpf_group.command("build")
+@click.option("--source", type=click.Path(file_okay=False, path_type=Path),
+              help="A Linux source tree with tools/lib/bpf (default: Debian's linux-source-6.12, "
+                   "installed with apt and unpacked if missing).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Parallel make jobs.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def libbpf_build(source: Path | None, jobs: int | None, quiet: bool) -> None:
+    """Build libbpf from a kernel tree once and install it into the cache.
+
+    Debian 12's libbpf (1.1) predates struct_ops links. The runtime
+    commands look for libbpf in this order: $MEMCG_BPF_LIBBPF, the newest
+    one in ~/.cache/memcg-bpf/libbpf/ (this command, or any 'kernel build',
+    puts it there), the system's libbpf.so.1 if it is >= 1.2. They never
+    build or download anything themselves.
+
+    \b
+    Examples:
+      memcg-bpf libbpf build
+      memcg-bpf libbpf build --source ~/linux
+    """
+    from .kernel import libbpf as libbpf_builder
+    from .kernel.api import resolve_source
+    from .kernel.build import default_jobs
+    from .progress import Progress
+
+    progress = Progress(quiet=quiet)
+    tree = resolve_source(source, progress).path
+    click.echo(str(libbpf_builder.build(tree, jobs or default_jobs(), progress)))
+
+
+@libbpf_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def libbpf_show(as_json: bool) -> None:
+    """Which libbpf and headers the runtime commands would use.
+
+    \b
+    Examples:
+      memcg-bpf libbpf show --json
+    """
+    from .libbpf import Libbpf
+    from .locate import find_include, find_libbpf
+
+    path = find_libbpf()
+    version = ".".join(map(str, Libbpf(path).version))
+    try:
+        include: str | None = str(find_include())
+    except MemcgBpfError:
+        include = None
+    if as_json:
+        click.echo(json.dumps({"libbpf": str(path), "version": version, "include": include}, indent=2))
+    else:
+        click.echo(f"libbpf  {path} ({version})\ninclude {include or 'none (run memcg-bpf libbpf build)'}")
+
+
 @main.group(cls=Group)
 def vm() -> None:
     """Boot the test kernel in QEMU."""
@@ -166,9 +229,13 @@ def vm_run(kernel_path: Path | None, baseline: bool, variant: str, kvm: bool, cp
 
 
 # -- policies: build, load, unload, list, stats ---------------------------------
+LEFT_BY = {"staging": " (what an interrupted load left)", "unloading": " (what an interrupted unload left)"}
+
+
 def _libbpf() -> "Libbpf":
-    from .libbpf import Libbpf, default_libbpf_path
-    return Libbpf(default_libbpf_path())
+    from .libbpf import Libbpf
+    from .locate import find_libbpf
+    return Libbpf(find_libbpf())
 
 
 def _sources(targets: tuple[str, ...]) -> list[Path]:
@@ -189,10 +256,11 @@ def _sources(targets: tuple[str, ...]) -> list[Path]:
 
 
 def _compile(bpf: "Libbpf", targets: tuple[str, ...], btf: Path | None, out_dir: Path | None) -> list[Path]:
-    from .compile import Toolchain, build_objects, default_btf, default_include
+    from .compile import Toolchain, build_objects, default_btf
+    from .locate import find_include
     from .paths import cache_dir
     from .toolchain import find_clang
-    tools = Toolchain(find_clang(), default_include())
+    tools = Toolchain(find_clang(), find_include())
     return build_objects(bpf, _sources(targets), default_btf(btf), cache_dir(), tools, out_dir)
 
 
@@ -252,15 +320,25 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
     """
     from . import policy
     from .loader import load
+    from .pins import check_name
+    from .preflight import require_caps
 
-    bpf = _libbpf()
+    # What the command line alone can tell comes first, then privileges, then the kernel.
+    if name is not None:
+        check_name(name)
+    if replace is not None:
+        check_name(replace)
     ranges: dict[str, tuple[int, int]] = {}
     if target.endswith(".o"):
         obj_path, source = Path(target), ""
         if not obj_path.is_file():
             raise UsageError(f"{target}: no such file")
+        require_caps("load")
+        bpf = _libbpf()
     else:
         sources = _sources((target,))
+        require_caps("load")
+        bpf = _libbpf()
         obj_path = _compile(bpf, (target,), btf, None)[0]
         source = str(sources[0])
         if not target.endswith(".c"):
@@ -286,14 +364,17 @@ def unload_cmd(name: str | None, unload_all: bool) -> None:
       memcg-bpf unload telemetry
       memcg-bpf unload --all
     """
-    from . import pins
-    from .loader import unload
+    from .loader import unload, unload_all as unload_every
+    from .pins import check_name
+    from .preflight import require_all
 
     if bool(name) == unload_all:
         raise UsageError("name one policy or pass --all (see 'memcg-bpf list')")
-    for policy_name in pins.names() if unload_all else [name or ""]:
-        unload(policy_name)
-        click.echo(f"unloaded {policy_name}")
+    if name:
+        check_name(name)
+    require_all("unload")
+    for entry in unload_every() if unload_all else unload(name or ""):
+        click.echo(f"unloaded {entry.name}{LEFT_BY.get(entry.state, '')}")
 
 
 @main.command("list")
@@ -310,7 +391,9 @@ def list_cmd(as_json: bool, enable_stats: bool) -> None:
     """
     from . import listing
     from .bpfsys import Sys
+    from .preflight import require_all
 
+    require_all("list")
     if enable_stats:
         listing.enable_stats()
         click.echo("enabled kernel.bpf_stats_enabled (system-wide; set it to 0 to turn it off)", err=True)
@@ -344,8 +427,11 @@ def stats_cmd(name: str, as_json: bool, prometheus: bool, watch: float | None) -
     from . import stats
     from .bpfsys import Sys
 
+    from .preflight import require_all
+
     if as_json and prometheus:
         raise UsageError("--json and --prometheus exclude each other: pick one")
+    require_all("stats")
     reader = stats.Reader(Sys(_libbpf()))
 
     def render(snapshot: stats.Snapshot, rates: dict[tuple[str, ...], float] | None = None) -> str:

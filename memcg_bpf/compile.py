@@ -11,10 +11,8 @@ from pathlib import Path
 from .btfdump import dump_c, raw_btf
 from .errors import MemcgBpfError, UsageError
 from .libbpf import Libbpf
-from .preflight import kernel_has_memcg_ops
+from .preflight import MEMCG_OPS_MARK, VMLINUX_BTF as RUNNING_BTF, kernel_has_memcg_ops, no_memcg_ops
 
-RUNNING_BTF = Path("/sys/kernel/btf/vmlinux")
-MEMCG_OPS_MARK = b"\0bpf_struct_ops_memcg_ops\0"
 
 
 @dataclass(frozen=True)
@@ -118,25 +116,9 @@ def build_objects(bpf: Libbpf, sources: list[Path], btf: Path, cache: Path, tool
 
 
 def default_btf(explicit: Path | None) -> Path:
-    """--btf FILE, else the running kernel's BTF if it has memcg_ops, else the built test kernel's."""
+    """--btf FILE, else the running kernel's BTF, which must have memcg_ops."""
     if explicit is not None:
         return explicit
     if kernel_has_memcg_ops(RUNNING_BTF):
         return RUNNING_BTF
-    from .kernel.api import find_built
-    try:
-        return find_built().vmlinux
-    except MemcgBpfError:
-        raise UsageError("neither the running kernel nor a built test kernel has memcg_ops BTF: "
-                         "run 'memcg-bpf kernel build' or pass --btf FILE") from None
-
-
-def default_include() -> Path:
-    """libbpf's headers (bpf/bpf_helpers.h): from the test kernel build, else the system's."""
-    from .kernel.api import find_built
-    try:
-        return find_built().include
-    except MemcgBpfError:
-        if Path("/usr/include/bpf/bpf_helpers.h").exists():
-            return Path("/usr/include")
-        raise
+    raise MemcgBpfError(f"{no_memcg_ops()}; or compile for another kernel with --btf VMLINUX")

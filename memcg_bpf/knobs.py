@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import btf as B
-from .cgroups import cgroup_id, resolve
+from .cgroups import cgroup2_root, cgroup_id, resolve
 from .errors import UsageError
 
 RODATA = ".rodata"
@@ -59,9 +59,13 @@ def parse_assignment(spec: str) -> tuple[str, str]:
 def _int_value(btf: B.Btf, type_id: int, text: str, knob: str) -> int:
     t = btf.resolve(type_id)
     if btf.is_cgid(type_id) and not text.lstrip("-").isdigit():
-        path = resolve(text)
+        root = cgroup2_root()
+        try:
+            path = resolve(text, root)
+        except UsageError as exc:
+            raise UsageError(f"knob {knob}: {exc.message}") from None
         if not path.is_dir():
-            raise UsageError(f"knob {knob}: {text!r} is neither a cgroup id nor a cgroup under /sys/fs/cgroup")
+            raise UsageError(f"knob {knob}: {text!r} is neither a cgroup id nor a cgroup under {root}")
         return cgroup_id(path)
     if t.kind in (B.ENUM, B.ENUM64):
         names = {v: k for k, v in t.enum_values.items()}

@@ -1,10 +1,14 @@
 """libbpf through ctypes: only the calls memcg-bpf uses, with types declared.
 
-The library is the one `memcg-bpf kernel build` builds from the kernel tree
-(Debian 12's libbpf 1.1 predates struct_ops links); MEMCG_BPF_LIBBPF
-overrides the path. Every failure raises LibbpfError with the errno, a
+memcg_bpf.locate finds the library (Debian 12's libbpf 1.1 predates
+struct_ops links). Every failure raises LibbpfError with the errno, a
 one-line message and what libbpf logged meanwhile (for a verifier
-rejection: the verifier log).
+rejection: the whole verifier log).
+
+libbpf has one print callback per process. This module installs one
+handler, once, for every library it loads, and keeps what libbpf prints in
+one process-wide list; Libbpf objects only mark where their capture starts,
+so they can come and go without cutting each other's logs.
 """
 
 from __future__ import annotations
@@ -31,6 +35,23 @@ _libc.free.restype = None
 BPF_MAP_TYPE_STRUCT_OPS = 26
 
 
+def _print(level: int, fmt: bytes, args: int) -> int:
+    out = ctypes.c_void_p()
+    if _libc.vasprintf(ctypes.byref(out), fmt, args) < 0 or not out.value:
+        return 0
+    try:
+        _LOG.append(ctypes.string_at(out.value).decode(errors="replace"))
+    finally:
+        _libc.free(out.value)
+    return 0
+
+
+# Process-wide by nature (libbpf_set_print): the handler lives as long as the process.
+_LOG: list[str] = []
+_PRINTER = _PRINT_FN(_print)
+_LIBS: dict[str, ctypes.CDLL] = {}
+
+
 class LibbpfError(MemcgBpfError):
     """A libbpf call failed: errno, message, and libbpf's log."""
 
@@ -41,100 +62,91 @@ class LibbpfError(MemcgBpfError):
         self.log = log
 
 
+def _declare(lib: ctypes.CDLL) -> None:
+    P, I, U, S, C = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_char_p
+    sigs: dict[str, tuple[list[object], object]] = {
+        "libbpf_major_version": ([], U),
+        "libbpf_minor_version": ([], U),
+        "libbpf_set_print": ([_PRINT_FN], P),
+        "bpf_object__open_file": ([C, P], P),
+        "bpf_object__load": ([P], I),
+        "bpf_object__close": ([P], None),
+        "bpf_object__next_map": ([P, P], P),
+        "bpf_object__next_program": ([P, P], P),
+        "bpf_map__name": ([P], C),
+        "bpf_map__type": ([P], I),
+        "bpf_map__fd": ([P], I),
+        "bpf_map__key_size": ([P], U),
+        "bpf_map__value_size": ([P], U),
+        "bpf_map__lookup_elem": ([P, P, S, P, S, ctypes.c_uint64], I),
+        "bpf_map__update_elem": ([P, P, S, P, S, ctypes.c_uint64], I),
+        "bpf_map__get_next_key": ([P, P, P, S], I),
+        "bpf_map__attach_struct_ops": ([P], P),
+        "bpf_program__name": ([P], C),
+        "bpf_program__attach": ([P], P),
+        "bpf_program__set_autoload": ([P, ctypes.c_bool], I),
+        "bpf_program__fd": ([P], I),
+        "bpf_link__destroy": ([P], I),
+        "bpf_link__disconnect": ([P], None),
+        "bpf_link__fd": ([P], I),
+        "bpf_link__pin": ([P, C], I),
+        "bpf_link__update_map": ([P, P], I),
+        "bpf_object__btf": ([P], P),
+        "btf__raw_data": ([P, ctypes.POINTER(U)], P),
+        "bpf_map__initial_value": ([P, ctypes.POINTER(S)], P),
+        "bpf_map__btf_value_type_id": ([P], U),
+        "bpf_map__map_flags": ([P], U),
+        "bpf_map__pin": ([P, C], I),
+    }
+    for name, (args, res) in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes = args
+        fn.restype = res
+
+
 class Libbpf:
     """A loaded libbpf.so with argument and result types declared."""
 
     def __init__(self, path: str | Path) -> None:
-        try:
-            self.lib = ctypes.CDLL(str(path), use_errno=True)
-        except OSError as exc:
-            raise MemcgBpfError(f"cannot load libbpf from {path}: {exc}; "
-                                "run 'memcg-bpf kernel build' or set MEMCG_BPF_LIBBPF") from exc
+        key = os.path.realpath(path)
+        if key not in _LIBS:
+            try:
+                lib = ctypes.CDLL(str(path), use_errno=True)
+            except OSError as exc:
+                raise MemcgBpfError(f"cannot load libbpf from {path}: {exc}; "
+                                    "run 'memcg-bpf libbpf build' or set MEMCG_BPF_LIBBPF") from exc
+            if not hasattr(lib, "libbpf_major_version"):
+                raise MemcgBpfError(f"{path} is not libbpf >= 0.6, memcg-bpf needs >= 1.2: "
+                                    "run 'memcg-bpf libbpf build' or set MEMCG_BPF_LIBBPF")
+            lib.libbpf_major_version.restype = lib.libbpf_minor_version.restype = ctypes.c_uint32
+            version = (lib.libbpf_major_version(), lib.libbpf_minor_version())
+            if version < MIN_VERSION:
+                raise MemcgBpfError(f"{path} is libbpf {version[0]}.{version[1]}, memcg-bpf needs >= 1.2: "
+                                    "run 'memcg-bpf libbpf build' or set MEMCG_BPF_LIBBPF")
+            _declare(lib)
+            lib.libbpf_set_print(_PRINTER)
+            _LIBS[key] = lib
+        self.lib = _LIBS[key]
         self.path = str(path)
-        self._log: list[str] = []
-        self._declare()
-        version = (self.lib.libbpf_major_version(), self.lib.libbpf_minor_version())
-        if version < MIN_VERSION:
-            raise MemcgBpfError(f"{path} is libbpf {version[0]}.{version[1]}, memcg-bpf needs >= 1.2: "
-                                "run 'memcg-bpf kernel build' or set MEMCG_BPF_LIBBPF")
-        self.version = version
-        self._printer = _PRINT_FN(self._print)
-        self.lib.libbpf_set_print(self._printer)
-
-    def _declare(self) -> None:
-        P, I, U, S, C = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_char_p
-        sigs: dict[str, tuple[list[object], object]] = {
-            "libbpf_major_version": ([], U),
-            "libbpf_minor_version": ([], U),
-            "libbpf_set_print": ([_PRINT_FN], P),
-            "bpf_object__open_file": ([C, P], P),
-            "bpf_object__load": ([P], I),
-            "bpf_object__close": ([P], None),
-            "bpf_object__next_map": ([P, P], P),
-            "bpf_object__next_program": ([P, P], P),
-            "bpf_map__name": ([P], C),
-            "bpf_map__type": ([P], I),
-            "bpf_map__fd": ([P], I),
-            "bpf_map__key_size": ([P], U),
-            "bpf_map__value_size": ([P], U),
-            "bpf_map__lookup_elem": ([P, P, S, P, S, ctypes.c_uint64], I),
-            "bpf_map__update_elem": ([P, P, S, P, S, ctypes.c_uint64], I),
-            "bpf_map__get_next_key": ([P, P, P, S], I),
-            "bpf_map__attach_struct_ops": ([P], P),
-            "bpf_program__name": ([P], C),
-            "bpf_program__attach": ([P], P),
-            "bpf_program__set_autoload": ([P, ctypes.c_bool], I),
-            "bpf_program__fd": ([P], I),
-            "bpf_link__destroy": ([P], I),
-            "bpf_link__fd": ([P], I),
-            "bpf_link__pin": ([P, C], I),
-            "bpf_link__update_map": ([P, P], I),
-            "bpf_object__btf": ([P], P),
-            "btf__raw_data": ([P, ctypes.POINTER(U)], P),
-            "bpf_map__initial_value": ([P, ctypes.POINTER(S)], P),
-            "bpf_map__btf_value_type_id": ([P], U),
-            "bpf_map__map_flags": ([P], U),
-            "bpf_map__pin": ([P, C], I),
-        }
-        for name, (args, res) in sigs.items():
-            fn = getattr(self.lib, name)
-            fn.argtypes = args
-            fn.restype = res
-
-    def _print(self, level: int, fmt: bytes, args: int) -> int:
-        out = ctypes.c_void_p()
-        if _libc.vasprintf(ctypes.byref(out), fmt, args) < 0 or not out.value:
-            return 0
-        try:
-            self._log.append(ctypes.string_at(out.value).decode(errors="replace"))
-        finally:
-            _libc.free(out.value)
-        return 0
+        self.version = (self.lib.libbpf_major_version(), self.lib.libbpf_minor_version())
 
     @contextmanager
     def capture(self) -> Iterator[list[str]]:
         """Collect what libbpf logs inside the block."""
-        start = len(self._log)
+        start = len(_LOG)
         captured: list[str] = []
         try:
             yield captured
         finally:
-            captured.extend(self._log[start:])
-            del self._log[start:]
+            captured.extend(_LOG[start:])
+            del _LOG[start:]
 
     def take_log(self) -> str:
-        text = "".join(self._log)
-        self._log.clear()
+        text = "".join(_LOG)
+        _LOG.clear()
         return text
 
 
-def default_libbpf_path() -> Path:
-    """$MEMCG_BPF_LIBBPF, else the libbpf of the cached kernel build."""
-    env = os.environ.get("MEMCG_BPF_LIBBPF")
-    if env:
-        return Path(env)
-    from .kernel.api import find_built
-    return find_built().libbpf
 
 
 def _err(ret: int) -> int:
@@ -161,6 +173,10 @@ class Link:
             ret = self.bpf.lib.bpf_link__update_map(self.ptr, new.ptr)
         if ret:
             raise LibbpfError(f"cannot update link to struct_ops map {new.name}", _err(ret), "".join(log))
+
+    def disconnect(self) -> None:
+        """Let destroy() free the link without detaching it (it lives on through a pin)."""
+        self.bpf.lib.bpf_link__disconnect(self.ptr)
 
     def destroy(self) -> None:
         if self.ptr:

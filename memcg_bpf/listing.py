@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -28,42 +29,63 @@ def enable_stats() -> None:
         raise MemcgBpfError(f"cannot enable BPF run statistics ({STATS_SYSCTL}: {exc.strerror}): run as root") from exc
 
 
-def describe(sys: Sys, name: str) -> dict[str, Any]:
-    directory = pins.policy_dir(name)
-    meta = pins.read_meta(sys, directory)
-    entry: dict[str, Any] = {
-        "name": name,
-        "object": meta.get("object"),
-        "source": meta.get("source"),
-        "knobs": meta.get("knobs", {}),
-        "loaded_at": meta.get("loaded_at"),
-        "link_id": None,
-        "struct_ops_map_id": None,
-        "programs": [],
-    }
-    fd = sys.obj_get(str(directory / "link"))
+BROKEN = {"staging": "an interrupted load (pid {pid}) left this",
+          "unloading": "an interrupted unload (pid {pid}) left this"}
+
+
+def describe(sys: Sys, entry: pins.Entry) -> dict[str, Any]:
+    """One policy; a broken one (interrupted, damaged) has "broken": why, and what is known."""
+    out: dict[str, Any] = {"name": entry.name, "directory": str(entry.directory), "broken": None,
+                           "object": None, "source": None, "knobs": {}, "loaded_at": None,
+                           "link_id": None, "struct_ops_map_id": None, "programs": []}
+    if entry.state != "loaded":
+        out["broken"] = BROKEN[entry.state].format(pid=entry.pid)
     try:
-        link = sys.link_info(fd)
-        entry["link_id"], entry["struct_ops_map_id"] = link.id, link.struct_ops_map_id
-    finally:
-        os.close(fd)
-    for prog_name, prog_id in sorted(meta.get("prog_ids", {}).items()):
+        meta = pins.read_meta(sys, entry.directory)
+    except (MemcgBpfError, OSError) as exc:
+        out["broken"] = out["broken"] or f"no readable metadata ({_reason(exc)})"
+        meta = {}
+    out.update({k: meta.get(k, out[k]) for k in ("object", "source", "knobs", "loaded_at")})
+    try:
+        fd = sys.obj_get(str(entry.directory / "link"))
+    except (MemcgBpfError, OSError) as exc:
+        out["broken"] = out["broken"] or f"no link pinned, so not registered ({_reason(exc)})"
+    else:
         try:
-            pfd = sys.prog_fd_by_id(prog_id)
-        except LibbpfError:
-            entry["programs"].append({"name": prog_name, "id": prog_id, "gone": True})
-            continue
-        try:
-            info = sys.prog_info(pfd)
+            link = sys.link_info(fd)
         finally:
-            os.close(pfd)
-        entry["programs"].append({"name": prog_name, "id": info.id, "run_cnt": info.run_cnt,
-                                  "run_time_ns": info.run_time_ns, "recursion_misses": info.recursion_misses})
-    return entry
+            os.close(fd)
+        out["link_id"], out["struct_ops_map_id"] = link.id, link.struct_ops_map_id
+        if meta and meta.get("struct_ops_map_id") != link.struct_ops_map_id:
+            out["broken"] = out["broken"] or (f"the link runs struct_ops map {link.struct_ops_map_id}, not this "
+                                              f"policy's {meta.get('struct_ops_map_id')} (an interrupted --replace)")
+    for prog_name, prog_id in sorted(meta.get("prog_ids", {}).items()):
+        out["programs"].append(program(sys, prog_name, prog_id))
+    return out
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, MemcgBpfError) else str(exc)
+
+
+def program(sys: Sys, name: str, prog_id: int) -> dict[str, Any]:
+    try:
+        pfd = sys.prog_fd_by_id(prog_id)
+    except LibbpfError as exc:
+        if exc.errno == errno.EPERM:
+            raise MemcgBpfError("memcg-bpf list needs CAP_SYS_ADMIN to look programs up by id: run it as root") \
+                from exc
+        return {"name": name, "id": prog_id, "gone": True}
+    try:
+        info = sys.prog_info(pfd)
+    finally:
+        os.close(pfd)
+    return {"name": name, "id": info.id, "run_cnt": info.run_cnt, "run_time_ns": info.run_time_ns,
+            "recursion_misses": info.recursion_misses}
 
 
 def policies(sys: Sys) -> list[dict[str, Any]]:
-    return [describe(sys, name) for name in pins.names()]
+    return [describe(sys, entry) for entry in pins.entries()]
 
 
 def render(entries: list[dict[str, Any]], stats_on: bool) -> str:
@@ -71,6 +93,12 @@ def render(entries: list[dict[str, Any]], stats_on: bool) -> str:
         return "no memcg-bpf policy is loaded"
     lines = []
     for e in entries:
+        if e["broken"]:
+            lines.append(f"{e['name']}: BROKEN: {e['broken']}; 'memcg-bpf unload {e['name']}' removes it")
+            lines.append(f"  pins   {e['directory']}")
+            if e["link_id"] is not None:
+                lines.append(f"  link {e['link_id']}, struct_ops map {e['struct_ops_map_id']} (still registered)")
+            continue
         knobs = ", ".join(f"{k}={v}" for k, v in e["knobs"].items()) or "-"
         lines.append(f"{e['name']}: link {e['link_id']}, struct_ops map {e['struct_ops_map_id']}, "
                      f"loaded {e['loaded_at']}")

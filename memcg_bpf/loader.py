@@ -6,6 +6,7 @@ import ctypes
 import errno
 import os
 import time
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from . import pins
 from .bpfsys import Sys
 from .errors import MemcgBpfError, UsageError
 from .libbpf import Libbpf, LibbpfError, Map, Object
-from .preflight import VMLINUX_BTF, require_all
+from .preflight import VMLINUX_BTF, require_all, require_bpffs
 from .struct_ops import kernel_value
 
 BPF_F_LINK = 1 << 13
@@ -90,7 +91,11 @@ def open_policy(obj: Object, btf: B.Btf, obj_path: Path) -> Map:
 def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
          source: str = "", ranges: dict[str, tuple[int, int]] | None = None,
          replace: str | None = None) -> Loaded:
-    """Load and register a policy; with replace, take over the link of that loaded policy."""
+    """Load and register a policy; with replace, take over the link of that loaded policy.
+
+    All or nothing: everything is pinned under a staging directory that
+    becomes NAME in one rename, under the load/unload lock (see pins).
+    """
     # Everything that can be checked without the kernel first, so bad input
     # gets its own message on any machine.
     directory = pins.policy_dir(name)
@@ -102,82 +107,90 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
         ops = open_policy(obj, btf, obj_path)
         knob_values = apply_knobs(obj, btf, sets, ranges or {})
         require_all()
-        if old_directory is not None:
-            pins.require_loaded(replace or "")
-        if directory.exists() and directory != old_directory:
-            raise UsageError(f"a policy named {name!r} is already loaded: unload it or pass --name")
-        try:
-            obj.load()
-        except LibbpfError as exc:
-            raise MemcgBpfError(f"the kernel rejected {obj_path}: {exc.message}",
-                                details=verifier_tail(exc.log)) from exc
-        prog_ids = {}
-        for prog in obj.programs():
-            if prog.fd >= 0:
-                prog_ids[prog.name] = sys.prog_info(prog.fd).id
-        meta = {
-            "name": name,
-            "object": str(obj_path.resolve()),
-            "source": source,
-            "knobs": knob_values,
-            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "loaded_at_unix": time.time(),
-            "struct_ops_map": ops.name,
-            "prog_ids": prog_ids,
-            "struct_ops_map_id": sys.map_info(ops.fd).id,
-        }
-        if old_directory is not None:
-            replace_link(bpf, sys, obj, btf, ops, old_directory, directory, meta)
-        else:
+        with pins.locked():
+            pins.collect_garbage()
+            if old_directory is not None:
+                pins.require_loaded(replace or "")
+            if directory.exists() and directory != old_directory:
+                raise UsageError(f"a policy named {name!r} is already loaded: unload it or pass --name")
             try:
-                link = ops.attach_struct_ops()
+                obj.load()
             except LibbpfError as exc:
-                raise register_error(exc, bpf, sys) from exc
+                raise MemcgBpfError(f"the kernel rejected {obj_path}: {exc.message}",
+                                    details=verifier_tail(exc.log)) from exc
+            prog_ids = {}
+            for prog in obj.programs():
+                if prog.fd >= 0:
+                    prog_ids[prog.name] = sys.prog_info(prog.fd).id
+            meta = {
+                "name": name,
+                "object": str(obj_path.resolve()),
+                "source": source,
+                "knobs": knob_values,
+                "loaded_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+                "loaded_at_unix": time.time(),
+                "struct_ops_map": ops.name,
+                "prog_ids": prog_ids,
+                "struct_ops_map_id": sys.map_info(ops.fd).id,
+            }
+            staged = pins.staging_dir(name)
             try:
-                pin_policy(sys, obj, directory, meta, link_fd=link.fd)
+                pin_objects(sys, obj, staged, meta)
+                if old_directory is not None:
+                    replace_link(bpf, sys, obj, btf, ops, old_directory, staged)
+                else:
+                    register(bpf, sys, ops, staged)
+                staged.rename(directory)
             except BaseException:
-                pins.remove(directory)
-                link.destroy()
+                pins.remove(staged)
                 raise
     return Loaded(name, directory, meta)
 
 
-def pin_policy(sys: Sys, obj: Object, directory: Path, meta: dict[str, Any], *, link_fd: int) -> None:
-    """Pin the link, every map and the metadata under directory (which must not exist)."""
-    directory.mkdir(parents=True)
-    sys.obj_pin(link_fd, str(directory / "link"))
-    (directory / "maps").mkdir()
+def pin_objects(sys: Sys, obj: Object, directory: Path, meta: dict[str, Any]) -> None:
+    """Pin every map and the metadata under directory (which must not exist)."""
+    (directory / "maps").mkdir(parents=True)
     for m in obj.maps():
         # bpffs refuses names with dots (".bss" -> "telemetr_bss").
         m.pin(str(directory / "maps" / m.name.replace(".", "_")))
     pins.write_meta(sys, directory, meta)
 
 
-def replace_link(bpf: Libbpf, sys: Sys, obj: Object, btf: B.Btf, ops: Map, old: Path, new: Path,
-                 meta: dict[str, Any]) -> None:
-    """Make the old policy's link run ops (no moment without a policy), then move the pins."""
+def register(bpf: Libbpf, sys: Sys, ops: Map, staged: Path) -> None:
+    """Register ops through a new link and pin the link; the last step before the rename."""
+    try:
+        link = ops.attach_struct_ops()
+    except LibbpfError as exc:
+        raise register_error(exc, bpf, sys) from exc
+    try:
+        link.pin(str(staged / "link"))
+    except BaseException:
+        link.destroy()      # detaches: unregistered again
+        raise
+    link.disconnect()       # the pin keeps it registered
+    link.destroy()
+
+
+def replace_link(bpf: Libbpf, sys: Sys, obj: Object, btf: B.Btf, ops: Map, old: Path, staged: Path) -> None:
+    """Make the old policy's link run ops (no moment without a policy), pinned under staged too."""
     sys.update(ops.fd, b"\0\0\0\0", kernel_value(obj, btf, ops))
     link_fd = sys.obj_get(str(old / "link"))
     try:
         old_map_fd = sys.map_fd_by_id(sys.link_info(link_fd).struct_ops_map_id)
         try:
-            staged = new.with_name(f"+staged-{new.name}")   # bpffs refuses dots
-            pins.remove(staged)
+            sys.obj_pin(link_fd, str(staged / "link"))
             try:
                 sys.link_update(link_fd, ops.fd)
             except LibbpfError as exc:
                 raise register_error(exc, bpf, sys) from exc
             try:
-                pin_policy(sys, obj, staged, meta, link_fd=link_fd)
+                # The link is pinned twice now; dropping the old pins leaves it registered.
+                pins.remove(pins.unpublish(old))
             except BaseException:
                 sys.link_update(link_fd, old_map_fd)   # back to the old policy
-                pins.remove(staged)
                 raise
         finally:
             os.close(old_map_fd)
-        # The link is pinned twice now; dropping the old pins leaves it registered.
-        pins.remove(old)
-        staged.rename(new)
     finally:
         os.close(link_fd)
 
@@ -212,6 +225,26 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def unload(name: str) -> None:
-    directory = pins.require_loaded(name)
-    pins.remove(directory)
+def unload(name: str) -> list[pins.Entry]:
+    """Unregister a policy and unpin it; also removes what an interrupted load or unload of it left.
+
+    Returns the entries removed; raises if there was none.
+    """
+    pins.check_name(name)
+    require_bpffs()
+    with pins.locked():
+        found = [e for e in pins.entries() if e.name == name]
+        if not found:
+            pins.require_loaded(name)   # raises with the list of loaded policies
+        for entry in found:
+            pins.remove(pins.unpublish(entry.directory) if entry.state == "loaded" else entry.directory)
+    return found
+
+
+def unload_all() -> list[pins.Entry]:
+    require_bpffs()
+    with pins.locked():
+        found = pins.entries()
+        for entry in found:
+            pins.remove(pins.unpublish(entry.directory) if entry.state == "loaded" else entry.directory)
+    return found

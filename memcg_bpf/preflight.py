@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import MemcgBpfError
@@ -10,8 +11,12 @@ VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 BPFFS = Path("/sys/fs/bpf")
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
-NO_MEMCG_OPS = ("this kernel has no memcg_ops struct_ops; build and boot the patched kernel: "
-                "memcg-bpf kernel build && memcg-bpf vm run -- ...")
+MEMCG_OPS_MARK = b"\0bpf_struct_ops_memcg_ops\0"
+
+
+def no_memcg_ops() -> str:
+    return (f"the running kernel ({os.uname().release}) has no memcg_ops struct_ops: boot a kernel with the "
+            "memcg-bpf patches, or try it in the test VM: memcg-bpf vm run -- memcg-bpf ...")
 
 
 def kernel_has_memcg_ops(btf_path: Path = VMLINUX_BTF) -> bool:
@@ -19,12 +24,12 @@ def kernel_has_memcg_ops(btf_path: Path = VMLINUX_BTF) -> bool:
         data = btf_path.read_bytes()
     except OSError:
         return False
-    return b"\0bpf_struct_ops_memcg_ops\0" in data
+    return MEMCG_OPS_MARK in data
 
 
 def require_memcg_ops() -> None:
     if not kernel_has_memcg_ops():
-        raise MemcgBpfError(NO_MEMCG_OPS)
+        raise MemcgBpfError(no_memcg_ops())
 
 
 def effective_caps(status: Path = Path("/proc/self/status")) -> int:
@@ -34,13 +39,14 @@ def effective_caps(status: Path = Path("/proc/self/status")) -> int:
     return 0
 
 
-def require_caps() -> None:
+def require_caps(command: str = "load") -> None:
+    """CAP_SYS_ADMIN (registering, and looking programs up by id), CAP_BPF and CAP_PERFMON."""
     caps = effective_caps()
     missing = [name for bit, name in ((CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_BPF, "CAP_BPF"),
                                       (CAP_PERFMON, "CAP_PERFMON")) if not caps & (1 << bit)]
     if missing:
-        raise MemcgBpfError(f"registering a memcg_ops policy needs {', '.join(missing)}: "
-                            "run memcg-bpf as root (in the initial user namespace)")
+        raise MemcgBpfError(f"memcg-bpf {command} needs {', '.join(missing)}: "
+                            "run it as root (in the initial user namespace)")
 
 
 def bpffs_mounted(mounts: Path = Path("/proc/self/mounts")) -> bool:
@@ -56,7 +62,8 @@ def require_bpffs() -> None:
         raise MemcgBpfError(f"bpffs is not mounted at {BPFFS}: run 'mount -t bpf bpf {BPFFS}'")
 
 
-def require_all() -> None:
+def require_all(command: str = "load") -> None:
+    """What every runtime command (load, unload, list, stats) needs, checked in the order a user fixes them."""
+    require_caps(command)
     require_memcg_ops()
-    require_caps()
     require_bpffs()

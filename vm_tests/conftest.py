@@ -82,6 +82,16 @@ def memhog(objects_dir: Path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def policies_built(kernel: Artifacts) -> list[Path]:
+    """Compile the bundled policies on the host (fast) against the kernel's BTF; the guest finds them in the cache."""
+    proc = subprocess.run([sys.executable, "-m", "memcg_bpf", "build", "--btf", str(kernel.vmlinux), "--json"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+                          env={**os.environ, "MEMCG_BPF_LIBBPF": str(kernel.libbpf)})
+    assert proc.returncode == 0, proc.stderr
+    return [Path(p) for p in json.loads(proc.stdout)]
+
+
 @dataclass
 class VmResult:
     exit_code: int

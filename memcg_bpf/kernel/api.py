@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import MemcgBpfError, UsageError
 from ..paths import cache_dir, patch_dir
 from ..progress import Progress
-from . import kconfig
+from . import kconfig, libbpf
 from .build import Artifacts, Builder, BuildRequest, cached
 from .patches import read_series
 from .source import KernelSource, debian_source, given_source
@@ -67,6 +67,7 @@ def build(source: Path | None = None, *, baseline: bool = False, overrides: tupl
     hit = None if force else cached(cache_dir(), request)
     if hit:
         progress.say("cache", f"kernel {request.variant} {request.key()} is up to date")
+        libbpf.install(hit.libbpf, hit.include, hit.manifest["libbpf_version"])
         return hit, True
     return Builder(cache_dir(), request, progress).run(), False
 

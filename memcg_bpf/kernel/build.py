@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import MemcgBpfError
 from ..progress import Progress
 from ..toolchain import find_clang, find_llvm_tool, require
-from . import kconfig
+from . import kconfig, libbpf
 from .patches import Series, apply_series
 from .source import KernelSource
 from ..paths import REPO_ROOT
@@ -307,10 +307,8 @@ class Builder:
         shutil.copy2(self.out / "vmlinux", tmp / "vmlinux")
         shutil.copy2(self.out / ".config", tmp / "config")
         tools = self.tree / "tools"
-        sonames = sorted((tools / "libbpf").glob("libbpf.so.*.*"))
-        if not sonames:
-            raise MemcgBpfError(f"libbpf.so was not built under {tools / 'libbpf'}")
-        shutil.copy2(sonames[-1], tmp / "lib" / "libbpf.so")
+        libbpf_version = libbpf.built_version(tools / "libbpf")
+        shutil.copy2(tools / "libbpf" / f"libbpf.so.{libbpf_version}", tmp / "lib" / "libbpf.so")
         shutil.copy2(tools / "bpftool" / "bpftool", tmp / "bpftool")
         shutil.copytree(tools / "headers" / "include", tmp / "include")
         manifest = {
@@ -323,10 +321,12 @@ class Builder:
             "build_seconds": round(seconds, 1),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "warnings": warnings,
-            "libbpf_version": re.sub(r"^libbpf\.so\.", "", sonames[-1].name),
+            "libbpf_version": libbpf_version,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+        # The policy runtime finds libbpf here, independent of this kernel's cache key.
+        libbpf.install(final / "lib" / "libbpf.so", final / "include", libbpf_version)
         return Artifacts(final, manifest)

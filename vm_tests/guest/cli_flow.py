@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from memcg_bpf.bpfsys import Sys
-from memcg_bpf.libbpf import Libbpf, Object, default_libbpf_path
+from memcg_bpf.libbpf import Libbpf, Object
+from memcg_bpf.locate import find_libbpf
 
 from .scenarios import make_cgroup, start_in_cgroup, swap_on_zram, u64_hash
 
@@ -63,7 +64,7 @@ def watch(policy: str, cgroup: Path, memhog: str, frames: int = 3, limit: float 
 def main() -> None:
     args = json.loads(sys.argv[1])
     policy, memhog, knobs = args["policy"], args["memhog"], args.get("knobs", [])
-    bpf = Libbpf(default_libbpf_path())
+    bpf = Libbpf(find_libbpf())
     sys_ = Sys(bpf)
     swap_on_zram()
     cgroup = make_cgroup("demo", memory__max="24M")

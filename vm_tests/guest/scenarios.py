@@ -26,7 +26,8 @@ from memcg_bpf.bpfsys import Sys
 from memcg_bpf.cgroups import CGROUP_ROOT
 from memcg_bpf.cpus import online as online_cpus
 from memcg_bpf.guest import enter_cgroup, make_cgroup, swap_on_zram
-from memcg_bpf.libbpf import Libbpf, LibbpfError, Link, Map, Object, default_libbpf_path
+from memcg_bpf.libbpf import Libbpf, LibbpfError, Link, Map, Object
+from memcg_bpf.locate import find_libbpf
 U64 = struct.Struct("<Q")
 U32 = struct.Struct("<I")
 STATS = ["calls", "done", "failed", "done_with_over", "failed_no_over", "reclaim_calls"]
@@ -482,7 +483,7 @@ def main() -> None:
     leak_check = os.environ.get("MEMCG_BPF_KMEMLEAK") == "1"
     if leak_check:
         kmemleak_clear()
-    bpf = Libbpf(default_libbpf_path())
+    bpf = Libbpf(find_libbpf())
     result = SCENARIOS[name](json.loads(raw), bpf)
     if leak_check:
         result["kmemleak"] = kmemleak_scan()

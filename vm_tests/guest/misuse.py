@@ -1,0 +1,188 @@
+"""Runs inside the test VM: misuse of the memcg-bpf CLI, reported as JSON.
+
+    python3 -m vm_tests.guest.misuse bad_inputs '{"objects": {NAME: PATH}}'
+    python3 -m vm_tests.guest.misuse kill_load '{"rounds": N, "max_delay": S}'
+    python3 -m vm_tests.guest.misuse concurrent_loads '{"rounds": N}'
+
+bad_inputs runs every row of vm_tests/bad_inputs.py: prepares its setup,
+runs the command as the given user, undoes the setup, and reports the exit
+code, stderr, and whether pins or kernel objects were left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from memcg_bpf.bpfsys import Sys
+from memcg_bpf.libbpf import Libbpf, Object
+from memcg_bpf.locate import find_libbpf
+
+from ..bad_inputs import ROWS, BadInput
+from .cli_flow import cli, kernel_objects
+
+BPFFS = Path("/sys/fs/bpf")
+PINS = BPFFS / "memcg-bpf"
+USERS = {
+    "root": [],
+    "nobody": ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"],
+    "no-caps": ["setpriv", "--bounding-set=-bpf,-perfmon,-sys_admin"],
+    "no-sys-admin": ["setpriv", "--bounding-set=-sys_admin"],
+}
+BROKEN_C = "int broken( {\n"
+
+
+def pins() -> list[str]:
+    return sorted(str(p) for p in BPFFS.rglob("*")) if BPFFS.is_dir() else []
+
+
+@contextmanager
+def prepared(setup: str, bpf: Libbpf, objects: dict[str, str]) -> Iterator[None]:
+    if setup == "telemetry":
+        assert cli("load", "telemetry")["rc"] == 0
+        try:
+            yield
+        finally:
+            assert cli("unload", "--all")["rc"] == 0
+    elif setup == "foreign":
+        with Object(bpf, objects["observe"]) as obj:
+            obj.load()
+            link = obj.struct_ops_maps()[0].attach_struct_ops()
+            try:
+                yield
+            finally:
+                link.destroy()
+    elif setup == "no-bpffs":
+        subprocess.run(["umount", str(BPFFS)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS)], check=True)
+    elif setup == "bpffs-0700":
+        mode = BPFFS.stat().st_mode & 0o7777
+        BPFFS.chmod(0o700)
+        try:
+            yield
+        finally:
+            BPFFS.chmod(mode)
+    elif setup == "damaged":
+        (PINS / "damaged").mkdir(parents=True)
+        try:
+            yield
+        finally:
+            shutil.rmtree(PINS)
+    elif setup in ("fake-object", "broken-c"):
+        path = Path("/tmp/fake.bpf.o") if setup == "fake-object" else Path("/tmp/broken.bpf.c")
+        path.write_text("not an ELF file\n" if setup == "fake-object" else BROKEN_C)
+        try:
+            yield
+        finally:
+            path.unlink()
+    else:
+        assert setup == "", setup
+        yield
+
+
+def run_row(row: BadInput, objects: dict[str, str]) -> dict[str, Any]:
+    argv = [objects[a[5:-1]] if a.startswith("{obj:") else a for a in row.argv]
+    env = {**os.environ, **dict(row.env)}
+    proc = subprocess.run([*USERS[row.user], sys.executable, "-m", "memcg_bpf", *argv],
+                          capture_output=True, text=True, check=False, env=env)
+    return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def bad_inputs(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    sys_ = Sys(bpf)
+    results = {}
+    for row in ROWS:
+        before = (pins(), kernel_objects(sys_))
+        with prepared(row.setup, bpf, args["objects"]):
+            during = pins()
+            result = run_row(row, args["objects"])
+            result["pins_changed"] = pins() != during
+        deadline = time.monotonic() + 10   # freed programs and maps go away after an RCU grace period
+        while (pins(), kernel_objects(sys_)) != before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        result["left_behind"] = (pins(), kernel_objects(sys_)) != before
+        results[row.id] = result
+    return results
+
+
+def registrations(sys_: Sys) -> set[int]:
+    """Ids of the memcg_ops struct_ops maps some link runs."""
+    struct_ops = {info.id for info in sys_.map_infos() if info.type == 26}
+    return {link.struct_ops_map_id for link in sys_.link_infos() if link.struct_ops_map_id in struct_ops}
+
+
+def pinned_links(sys_: Sys) -> set[int]:
+    found = set()
+    for path in PINS.rglob("link") if PINS.is_dir() else []:
+        fd = sys_.obj_get(str(path))
+        try:
+            found.add(sys_.link_info(fd).struct_ops_map_id)
+        finally:
+            os.close(fd)
+    return found
+
+
+def kill_load(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """kill -9 loads and unloads at random moments; after each: list works, no unnamed registration."""
+    sys_ = Sys(bpf)
+    rng = random.Random(args.get("seed", 1))
+    rounds: list[dict[str, Any]] = []
+    for n in range(args["rounds"]):
+        unloading = n % 3 == 2 and cli("load", "telemetry")["rc"] == 0
+        argv = ["unload", "telemetry"] if unloading else ["load", "telemetry"]
+        proc = subprocess.Popen([sys.executable, "-m", "memcg_bpf", *argv],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, args["max_delay"]))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        listing = cli("list", "--json")
+        entries = json.loads(listing["stdout"]) if listing["rc"] == 0 else None
+        unnamed = registrations(sys_) - pinned_links(sys_)
+        cleanup = cli("unload", "--all") if entries else {"rc": 0}
+        rounds.append({"command": argv[0], "list_rc": listing["rc"], "list_stderr": listing["stderr"][-500:],
+                       "entries": [{"name": e["name"], "broken": e["broken"], "link_id": e["link_id"]}
+                                   for e in entries or []],
+                       "unnamed_registrations": sorted(unnamed), "cleanup_rc": cleanup["rc"],
+                       "after_cleanup": pins(), "registered_after_cleanup": sorted(registrations(sys_))})
+    return {"rounds": rounds}
+
+
+def concurrent_loads(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Two loads at once (different names): exactly one may win, the other says who holds memcg_ops."""
+    out = []
+    for _ in range(args["rounds"]):
+        procs = [subprocess.Popen([sys.executable, "-m", "memcg_bpf", "load", policy, "--name", name],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for policy, name in (("telemetry", "first"), ("noop", "second"))]
+        results = [{"rc": p.wait(), "stderr": p.communicate()[1]} for p in procs]
+        listing = json.loads(cli("list", "--json")["stdout"])
+        out.append({"results": results, "loaded": [e["name"] for e in listing],
+                    "cleanup_rc": cli("unload", "--all")["rc"], "after": pins()})
+    return {"rounds": out}
+
+
+CASES: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
+    "bad_inputs": bad_inputs, "kill_load": kill_load, "concurrent_loads": concurrent_loads,
+}
+
+
+def main() -> None:
+    case, args = sys.argv[1], json.loads(sys.argv[2])
+    bpf = Libbpf(find_libbpf())
+    print(json.dumps(CASES[case](args, bpf)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Misuse of the CLI inside the VM: every bad input of vm_tests/bad_inputs.py (one boot for all),
+kill -9 in the middle of loads and unloads, and two loads at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from memcg_bpf.kernel.build import Artifacts
+
+from .bad_inputs import ROWS, BadInput, matches
+from .conftest import run_vm
+
+ERROR = "memcg-bpf: error: "
+
+
+def misuse(kernel: Artifacts, case: str, args: dict[str, Any], timeout: float = 600) -> Any:
+    vm = run_vm(kernel, ["python3", "-m", "vm_tests.guest.misuse", case, json.dumps(args, default=str)],
+                timeout=timeout)
+    assert vm.exit_code == 0, vm.stderr[-6000:]
+    return vm.json()
+
+
+@pytest.fixture(scope="module")
+def bad_input_results(kernel: Artifacts, policies_built: list[Path],
+                      bpf_object: Callable[..., Path]) -> dict[str, Any]:
+    """All rows in one boot: they restore what they change, and the guest checks that they do."""
+    objects = {"no_ops": bpf_object("no_ops"), "observe": bpf_object("observe"),
+               "observe-legacy": bpf_object("observe", "LEGACY"),
+               "bad_write-long": bpf_object("bad_write", "FIELD=gfp_mask", "LONG_LOG")}
+    return misuse(kernel, "bad_inputs", {"objects": objects})  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input(bad_input_results: dict[str, Any], row: BadInput) -> None:
+    """The exact one-line error, the exit code, no traceback, nothing left behind."""
+    r = bad_input_results[row.id]
+    lines = r["stderr"].strip().splitlines()
+    assert lines, f"no error printed (exit {r['rc']}, stdout {r['stdout']!r})"
+    assert lines[-1].startswith(ERROR), r["stderr"]
+    assert matches(row.message, lines[-1][len(ERROR):]), f"\n{lines[-1][len(ERROR):]}\n{row.message}"
+    assert r["rc"] == row.exit, r["stderr"]
+    assert "Traceback" not in r["stderr"]
+    assert row.shows in r["stderr"]
+    assert not r["pins_changed"], "the failed command changed the pins"
+    assert not r["left_behind"], "pins or kernel objects were left behind"
+
+
+def test_verifier_log_tail_is_shown_whole(bad_input_results: dict[str, Any]) -> None:
+    """A verifier log of many kilobytes: its end, where the reason is, reaches the user uncut."""
+    shown = bad_input_results["verifier-long-log"]["stderr"].strip().splitlines()[:-1]
+    # ~1000 instructions of log (tens of KiB) before the reason; the last of them, the reason
+    # and the verifier's closing line are all there.
+    assert any(line.startswith("998: ") for line in shown), shown
+    assert any(line.startswith("processed 999 insns") for line in shown), shown
+
+
+def test_kill_during_load_and_unload_leaves_a_state_list_reports(kernel: Artifacts,
+                                                                   policies_built: list[Path]) -> None:
+    """kill -9 at random moments of 24 loads and unloads: list always works and shows what is left
+    (broken entries as broken), unload --all removes it, and no registration lacks a pin."""
+    r = misuse(kernel, "kill_load", {"rounds": 24, "max_delay": 3.0, "seed": 7})
+    seen_broken = seen_loaded = seen_nothing = 0
+    for n, rnd in enumerate(r["rounds"]):
+        assert rnd["list_rc"] == 0, f"round {n}: list failed: {rnd['list_stderr']}"
+        assert rnd["unnamed_registrations"] == [], f"round {n}: a registration no pin names"
+        assert rnd["cleanup_rc"] == 0 and rnd["after_cleanup"] == [], f"round {n}: unload --all left {rnd}"
+        assert rnd["registered_after_cleanup"] == [], f"round {n}: still registered after unload --all"
+        seen_broken += any(e["broken"] for e in rnd["entries"])
+        seen_loaded += any(not e["broken"] for e in rnd["entries"])
+        seen_nothing += not rnd["entries"]
+    # The kills landed before, inside and after the critical steps.
+    assert seen_nothing and seen_loaded, r["rounds"]
+    print(f"kill -9: {seen_nothing} rounds left nothing, {seen_loaded} a loaded policy, {seen_broken} a broken one")
+
+
+def test_two_concurrent_loads_exactly_one_wins(kernel: Artifacts, policies_built: list[Path]) -> None:
+    r = misuse(kernel, "concurrent_loads", {"rounds": 3})
+    for rnd in r["rounds"]:
+        codes = sorted(x["rc"] for x in rnd["results"])
+        assert codes == [0, 1], rnd
+        loser = next(x for x in rnd["results"] if x["rc"] == 1)
+        winner = rnd["loaded"]
+        assert len(winner) == 1, rnd
+        assert loser["stderr"].strip().splitlines()[-1] == (
+            f"{ERROR}memcg_ops is already registered by policy '{winner[0]}': replace it with "
+            f"'memcg-bpf load POLICY --replace {winner[0]}', or run 'memcg-bpf unload {winner[0]}' first")
+        assert rnd["cleanup_rc"] == 0 and rnd["after"] == []
