@@ -13,8 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .bpfsys import Sys
+from .bpfsys import NotAMap, Sys
 from .errors import MemcgBpfError, UsageError
+from .maptypes import MapType
 from .preflight import BPFFS
 
 ROOT = BPFFS / "memcg-bpf"
@@ -28,22 +29,26 @@ def check_name(name: str) -> str:
     return name
 
 
-def policy_dir(name: str) -> Path:
-    return ROOT / check_name(name)
+class NotLoaded(UsageError):
+    """No policy of that name is pinned."""
 
 
-def names() -> list[str]:
-    if not ROOT.is_dir():
+def policy_dir(name: str, root: Path = ROOT) -> Path:
+    return root / check_name(name)
+
+
+def names(root: Path = ROOT) -> list[str]:
+    if not root.is_dir():
         return []
     # Staged directories ("+staged-NAME") are not policies yet.
-    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and _NAME.match(p.name))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and _NAME.match(p.name))
 
 
-def require_loaded(name: str) -> Path:
-    path = policy_dir(name)
+def require_loaded(name: str, root: Path = ROOT) -> Path:
+    path = policy_dir(name, root)
     if not path.is_dir():
-        loaded = ", ".join(names()) or "none"
-        raise UsageError(f"no policy named {name!r} is loaded (loaded: {loaded}); see 'memcg-bpf list'")
+        loaded = ", ".join(names(root)) or "none"
+        raise NotLoaded(f"no policy named {name!r} is loaded (loaded: {loaded}); see 'memcg-bpf list'")
     return path
 
 
@@ -60,15 +65,24 @@ def write_meta(sys: Sys, directory: Path, meta: dict[str, Any]) -> None:
 
 
 def read_meta(sys: Sys, directory: Path) -> dict[str, Any]:
-    fd = sys.obj_get(str(directory / "meta"))
+    not_meta = MemcgBpfError(f"{directory}/meta is not memcg-bpf metadata: remove {directory} by hand")
     try:
-        raw = sys.lookup(fd, b"\0\0\0\0", META_SIZE) or b""
+        fd, info = sys.open_map(str(directory / "meta"))
+    except NotAMap:
+        raise not_meta from None
+    try:
+        if info.type != MapType.ARRAY or info.key_size != 4 or info.value_size != META_SIZE:
+            raise not_meta
+        raw = sys.lookup(fd, b"\0\0\0\0", info) or b""
     finally:
         os.close(fd)
     try:
-        return json.loads(raw.rstrip(b"\0").decode())
+        meta = json.loads(raw.rstrip(b"\0").decode())
     except ValueError as exc:
-        raise MemcgBpfError(f"{directory}/meta is not memcg-bpf metadata: remove {directory} by hand") from exc
+        raise not_meta from exc
+    if not isinstance(meta, dict):
+        raise not_meta
+    return meta
 
 
 def remove(directory: Path) -> None:
