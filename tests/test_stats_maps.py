@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import struct
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,13 +23,16 @@ from memcg_bpf import btf as B
 from memcg_bpf import knobs as K
 from memcg_bpf import pins, prom
 from memcg_bpf.bpfsys import Sys
+from memcg_bpf.cgroups import CgroupNames
 from memcg_bpf.compile import Toolchain, compile_bpf, vmlinux_h
+from memcg_bpf.errors import MemcgBpfError, PolicyGone
 from memcg_bpf.kernel.api import find_built
 from memcg_bpf.libbpf import Libbpf, Object
 from memcg_bpf.maptypes import MapType, UnreadableMap
 from memcg_bpf.paths import cache_dir
 from memcg_bpf.stats import Reader, Snapshot
 from memcg_bpf.toolchain import find_clang
+from memcg_bpf.watch import watch
 
 SHAPES = Path(__file__).parent / "bpf" / "shapes.bpf.c"
 BPF_CGROUP_INET_EGRESS = 1
@@ -225,3 +229,85 @@ def test_label_values_are_escaped() -> None:
     samples = [s for f in text_string_to_metric_families(prom.render(snapshot)) for s in f.samples]
     assert [(s.labels["cgroup"], s.value) for s in samples] == [(path, 1)]
 
+
+
+# -- damaged pins, unload while reading, --watch -------------------------------------------------
+
+def damage(loaded: Loaded, how: str) -> None:
+    d = loaded.directory
+    if how == "no maps":
+        shutil.rmtree(d / "maps")
+    elif how == "program pin":
+        loaded.sys.obj_pin(loaded.obj.program("egress").fd, str(d / "maps" / "zz_prog"))
+    elif how == "garbage meta":
+        (d / "meta").unlink()
+        fd = loaded.sys.create_array("memcg_bpf_meta", pins.META_SIZE)
+        try:
+            loaded.sys.update(fd, b"\0\0\0\0", b"\xff{not json".ljust(pins.META_SIZE, b"\0"))
+            loaded.sys.obj_pin(fd, str(d / "meta"))
+        finally:
+            os.close(fd)
+    elif how == "meta of the wrong size":
+        (d / "meta").unlink()
+        loaded.sys.obj_pin(loaded.fd("plain"), str(d / "meta"))
+    elif how == "no meta":
+        (d / "meta").unlink()
+    elif how == "no link":
+        (d / "link").unlink()
+
+
+@pytest.mark.parametrize("how,problem", [
+    ("no maps", "maps: No such file or directory"),
+    ("program pin", "maps/zz_prog is not a BPF map (it is bpf-prog)"),
+    ("garbage meta", "meta is not memcg-bpf metadata"),
+    ("meta of the wrong size", "meta is not memcg-bpf metadata"),
+    ("no meta", "cannot open pinned object"),
+    ("no link", "has no link pin"),
+])
+def test_damaged_pin_directory_is_one_line(loaded: Loaded, how: str, problem: str) -> None:
+    damage(loaded, how)
+    with pytest.raises(MemcgBpfError) as info:
+        loaded.snapshot()
+    assert problem in info.value.message and "\n" not in info.value.message
+
+
+class UnloadedMidRead(Reader):
+    """Unloads the policy (as `unload` does: the link pin first, then the rest) after reading its first map."""
+
+    def _read_map(self, *args: Any) -> None:
+        super()._read_map(*args)
+        directory = self.root / NAME
+        if directory.exists():
+            (directory / "link").unlink()
+            shutil.rmtree(directory)
+
+
+def test_unload_while_reading_says_unloaded(loaded: Loaded) -> None:
+    reader = UnloadedMidRead(loaded.sys, root=loaded.reader.root)
+    with pytest.raises(PolicyGone, match="^policy shapes was unloaded$"):
+        reader.snapshot(NAME)
+
+
+def test_watch_ends_when_the_policy_is_unloaded(loaded: Loaded) -> None:
+    frames: list[Snapshot] = []
+
+    def show(snapshot: Snapshot, rates: dict[tuple[str, ...], float] | None) -> None:
+        frames.append(snapshot)
+        pins.remove(loaded.directory)
+
+    with pytest.raises(PolicyGone) as info:
+        watch(loaded.reader, NAME, 1, show, sleep=lambda _: None)
+    assert len(frames) == 1
+    assert info.value.message == "policy shapes was unloaded" and info.value.exit_code != 0
+
+
+def test_cgroup_names_pick_up_cgroups_created_later(tmp_path: Path) -> None:
+    now = [0.0]
+    names = CgroupNames(tmp_path, min_rescan=1.0, clock=lambda: now[0])
+    (tmp_path / "a").mkdir()
+    assert names.path(os.stat(tmp_path / "a").st_ino) == "/a"
+    (tmp_path / "b").mkdir()
+    b = os.stat(tmp_path / "b").st_ino
+    assert names.path(b) is None            # within min_rescan of the last scan: not rescanned
+    now[0] = 1.5
+    assert names.path(b) == "/b"
