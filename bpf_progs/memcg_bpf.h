@@ -23,6 +23,17 @@
 typedef __u64 memcg_bpf_cgid_t;
 
 /*
+ * How `memcg-bpf stats` treats an integer field or global, when its name
+ * does not say it (see memcg_bpf/fields.py): a counter only grows (summed
+ * over CPUs, a Prometheus counter), a gauge is a level (summed over CPUs, a
+ * Prometheus gauge), a timestamp is a point in time (the latest over CPUs).
+ * E.g. `__u64 wait_ns MEMCG_BPF_COUNTER;` for a total duration.
+ */
+#define MEMCG_BPF_COUNTER __attribute__((btf_decl_tag("memcg_bpf:counter")))
+#define MEMCG_BPF_GAUGE __attribute__((btf_decl_tag("memcg_bpf:gauge")))
+#define MEMCG_BPF_TIMESTAMP __attribute__((btf_decl_tag("memcg_bpf:timestamp")))
+
+/*
  * The kernel's constants come with vmlinux.h (enums in BTF): return
  * MEMCG_BPF_SET_RECLAIM to make tcm->nr_pages the reclaim target, which the
  * kernel clamps to at least the charge and at most

@@ -9,15 +9,21 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
+from . import cpus
+from .errors import MemcgBpfError
 from .libbpf import Libbpf, LibbpfError
+from .maptypes import MapType, ValueLayout, layout
 
-BPF_MAP_TYPE_ARRAY = 2
 BPF_LINK_TYPE_STRUCT_OPS = 9
 
 _MAP_INFO = struct.Struct("<IIIIII16sIIQQIIIIQ")      # struct bpf_map_info, 88 bytes
 _LINK_HEAD = struct.Struct("<III4xI")                  # type, id, prog_id, union: struct_ops.map_id
 _PROG_RUN_OFF = 192                                     # run_time_ns, run_cnt, recursion_misses
 _PROG_INFO_SIZE = 232
+
+
+class NotAMap(MemcgBpfError):
+    """A pin expected to be a map is another kind of BPF object."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Sys:
 
     def __init__(self, bpf: Libbpf) -> None:
         self.bpf = bpf
+        self._possible_cpus = 0
         lib = bpf.lib
         P, I, U, C = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_char_p
         for name, args, res in [
@@ -90,6 +97,18 @@ class Sys:
 
     def obj_get(self, path: str) -> int:
         return self._check(self.lib.bpf_obj_get(path.encode()), f"cannot open pinned object {path}")
+
+    def open_map(self, path: str) -> tuple[int, MapInfo]:
+        """An fd of the map pinned at path and its info; NotAMap if the pin is a program or link."""
+        fd = self.obj_get(path)
+        try:
+            kind = os.readlink(f"/proc/self/fd/{fd}")
+            if kind != "anon_inode:bpf-map":
+                raise NotAMap(f"{path} is not a BPF map (it is {kind.removeprefix('anon_inode:')})")
+            return fd, self.map_info(fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def obj_pin(self, fd: int, path: str) -> None:
         self._check(self.lib.bpf_obj_pin(fd, path.encode()), f"cannot pin at {path}")
@@ -164,8 +183,19 @@ class Sys:
         """BPF_LINK_UPDATE of a struct_ops link: it runs the (registered-ready) map map_fd from now on."""
         self._check(self.lib.bpf_link_update(link_fd, map_fd, None), "cannot update the link")
 
-    def lookup(self, fd: int, key: bytes, value_size: int) -> bytes | None:
-        value = ctypes.create_string_buffer(value_size)
+    @property
+    def possible_cpus(self) -> int:
+        if not self._possible_cpus:
+            self._possible_cpus = cpus.possible()
+        return self._possible_cpus
+
+    def value_layout(self, info: MapInfo) -> ValueLayout:
+        """How a lookup in this map lays out its bytes; UnreadableMap for a type that cannot be sized."""
+        return layout(info.type, info.value_size, self.possible_cpus, info.name)
+
+    def lookup(self, fd: int, key: bytes, info: MapInfo) -> bytes | None:
+        """The raw value for key (for a per-CPU map every possible CPU's, 8-byte aligned), None if absent."""
+        value = ctypes.create_string_buffer(self.value_layout(info).buffer_size)
         ret = self.lib.bpf_map_lookup_elem(fd, key, value)
         if ret < 0:
             if -ret == errno_mod.ENOENT or ctypes.get_errno() == errno_mod.ENOENT:
@@ -184,7 +214,7 @@ class Sys:
             yield cur
 
     def create_array(self, name: str, value_size: int) -> int:
-        return self._check(self.lib.bpf_map_create(BPF_MAP_TYPE_ARRAY, name.encode(), 4, value_size, 1, None),
+        return self._check(self.lib.bpf_map_create(MapType.ARRAY, name.encode(), 4, value_size, 1, None),
                            f"cannot create map {name}")
 
     def kernel_btf(self, btf_id: int) -> bytes:

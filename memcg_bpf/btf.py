@@ -19,6 +19,9 @@ CGID_TYPEDEF = "memcg_bpf_cgid_t"
 INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, \
     VAR, DATASEC, FLOAT, DECL_TAG, TYPE_TAG, ENUM64 = range(1, 20)
 _MODIFIERS = {TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG}
+_QUALIFIERS = {VOLATILE, CONST, RESTRICT, TYPE_TAG}  # modifiers other than typedef
+STATIC, GLOBAL, EXTERN = range(3)  # VAR linkage
+INT_SIGNED, INT_CHAR, INT_BOOL = 1, 2, 4
 
 
 @dataclass
@@ -43,10 +46,23 @@ class Type:
     members: list[Member] = field(default_factory=list)
     enum_values: dict[int, str] = field(default_factory=dict)
     secinfo: list[tuple[int, int, int]] = field(default_factory=list)  # var type id, offset, size
+    linkage: int = 0  # VAR: STATIC, GLOBAL or EXTERN
+    component: int = -1  # DECL_TAG: the member it tags, -1 for the type or variable itself
 
 
 class CgroupId(int):
     """An integer that was typed memcg_bpf_cgid_t in the policy."""
+
+
+class Enumerator(str):
+    """The name of an enum value (a str), with its number."""
+
+    number: int
+
+    def __new__(cls, name: str, number: int) -> "Enumerator":
+        self = super().__new__(cls, name)
+        self.number = number
+        return self
 
 
 class Btf:
@@ -63,9 +79,12 @@ class Btf:
         self.types: list[Type | None] = [None]
         self._parse(raw[hdr_len + type_off: hdr_len + type_off + type_len])
         self._by_name: dict[tuple[str, int], int] = {}
+        self._tags: dict[tuple[int, int], list[str]] = {}
         for t in self.types[1:]:
             assert t is not None
             self._by_name.setdefault((t.name, t.kind), t.id)
+            if t.kind == DECL_TAG:
+                self._tags.setdefault((t.size_or_type, t.component), []).append(t.name)
 
     def _str(self, off: int) -> str:
         end = self._strings.index(b"\0", off)
@@ -107,7 +126,11 @@ class Btf:
                     t.enum_values[(hi << 32) | lo] = self._str(e_name)
             elif kind == FUNC_PROTO:
                 pos += 8 * vlen
-            elif kind in (VAR, DECL_TAG):
+            elif kind == VAR:
+                (t.linkage,) = struct.unpack_from("<I", data, pos)
+                pos += 4
+            elif kind == DECL_TAG:
+                (t.component,) = struct.unpack_from("<i", data, pos)
                 pos += 4
             elif kind == DATASEC:
                 for _ in range(vlen):
@@ -131,6 +154,31 @@ class Btf:
         while t.kind in _MODIFIERS:
             t = self[t.size_or_type]
         return t
+
+    def qualifiers(self, type_id: int) -> set[int]:
+        """The qualifier kinds (CONST, VOLATILE, ...) on the way from type_id to its base (element) type."""
+        found: set[int] = set()
+        t = self[type_id]
+        while t.kind in _MODIFIERS or t.kind == ARRAY:  # `const volatile T x[N]` qualifies the elements
+            if t.kind in _QUALIFIERS:
+                found.add(t.kind)
+            t = self[t.array[0] if t.kind == ARRAY else t.size_or_type]
+        return found
+
+    def tags(self, type_id: int, component: int = -1) -> list[str]:
+        """BTF decl tags (__attribute__((btf_decl_tag("..."))) on a variable, type, or one of its members."""
+        return self._tags.get((type_id, component), [])
+
+    def is_string(self, type_id: int) -> bool:
+        """An array of char, as bpftool's is_str_array: clang encodes `char` as a SIGNED int named "char"."""
+        t = self.resolve(type_id)
+        if t.kind != ARRAY or not t.array[1]:
+            return False
+        elem = self[t.array[0]]
+        while elem.kind in _QUALIFIERS:  # a typedef (__s8, __u8) is not a char
+            elem = self[elem.size_or_type]
+        return (elem.kind == INT and elem.size_or_type == 1
+                and (bool(elem.int_encoding & INT_CHAR) or elem.name == "char"))
 
     def is_cgid(self, type_id: int) -> bool:
         t = self[type_id]
@@ -169,14 +217,14 @@ class Btf:
         cgid = self.is_cgid(type_id)
         t = self.resolve(type_id)
         if t.kind == INT:
-            if t.int_encoding & 4:  # BOOL
+            if t.int_encoding & INT_BOOL:
                 return data[offset] != 0
             size = t.size_or_type
-            value = int.from_bytes(data[offset:offset + size], "little", signed=bool(t.int_encoding & 1))
+            value = int.from_bytes(data[offset:offset + size], "little", signed=bool(t.int_encoding & INT_SIGNED))
             return CgroupId(value) if cgid else value
         if t.kind in (ENUM, ENUM64):
             value = int.from_bytes(data[offset:offset + t.size_or_type], "little", signed=t.kind_flag)
-            return t.enum_values.get(value, value)
+            return _enumerator(t, value)
         if t.kind == PTR:
             return int.from_bytes(data[offset:offset + 8], "little")
         if t.kind == FLOAT:
@@ -184,17 +232,17 @@ class Btf:
             return struct.unpack_from(fmt, data, offset)[0] if fmt else None
         if t.kind == ARRAY:
             elem, count = t.array
-            elem_t = self.resolve(elem)
-            if elem_t.kind == INT and elem_t.size_or_type == 1 and elem_t.int_encoding & 2:  # char[]
-                return data[offset:offset + count].split(b"\0", 1)[0].decode(errors="replace")
+            if self.is_string(type_id):
+                text = _c_string(data[offset:offset + count])
+                if text is not None:
+                    return text
             step = self.size(elem)
             return [self.decode(elem, data, offset + i * step) for i in range(count)]
         if t.kind in (STRUCT, UNION):
             out = {}
             for m in t.members:
                 if m.bitfield_size:
-                    raw = int.from_bytes(data[offset:offset + t.size_or_type], "little")
-                    out[m.name] = (raw >> m.bit_offset) & ((1 << m.bitfield_size) - 1)
+                    out[m.name] = self._bitfield(m, data[offset:offset + t.size_or_type])
                 else:
                     out[m.name or f"anon{m.bit_offset}"] = self.decode(m.type_id, data, offset + m.bit_offset // 8)
             return out
@@ -205,3 +253,30 @@ class Btf:
                 out[var.name] = self.decode(var.size_or_type, data, offset + var_off)
             return out
         return data[offset:offset + self.size(type_id)].hex()
+
+    def _bitfield(self, m: Member, struct_bytes: bytes) -> Any:
+        raw = int.from_bytes(struct_bytes, "little")
+        value = (raw >> m.bit_offset) & ((1 << m.bitfield_size) - 1)
+        base = self.resolve(m.type_id)
+        signed = ((base.kind == INT and bool(base.int_encoding & INT_SIGNED))
+                  or (base.kind in (ENUM, ENUM64) and base.kind_flag))
+        if signed and value >> (m.bitfield_size - 1):
+            value -= 1 << m.bitfield_size
+        if base.kind == INT and base.int_encoding & INT_BOOL:
+            return value != 0
+        if base.kind in (ENUM, ENUM64):
+            return _enumerator(base, value)
+        return value
+
+
+def _enumerator(t: Type, value: int) -> Any:
+    """The enumerator named for value, or the number if it has no name."""
+    return Enumerator(t.enum_values[value], value) if value in t.enum_values else value
+
+
+def _c_string(raw: bytes) -> str | None:
+    """The text of a NUL-terminated printable C string; None if it is not one (bpftool's rule)."""
+    end = raw.find(b"\0")
+    if end < 0 or any(c <= 0x1F or c >= 0x7F for c in raw[:end]):
+        return None
+    return raw[:end].decode("ascii")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Callable
 
 from .errors import UsageError
 
@@ -40,11 +42,19 @@ def resolve(spec: str, root: Path | None = None) -> Path:
 
 
 class CgroupNames:
-    """Cgroup id -> path relative to the cgroup2 root ('/a/b'), built lazily."""
+    """Cgroup id -> path relative to the cgroup2 root ('/a/b'), built lazily.
 
-    def __init__(self, root: Path = CGROUP_ROOT) -> None:
+    An id not seen yet (a cgroup created since) rescans the tree, at most
+    once every min_rescan seconds: ids of removed cgroups stay unknown.
+    """
+
+    def __init__(self, root: Path = CGROUP_ROOT, min_rescan: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
+        self.min_rescan = min_rescan
+        self.clock = clock
         self._names: dict[int, str] | None = None
+        self._scanned = 0.0
 
     def _scan(self) -> dict[int, str]:
         names: dict[int, str] = {}
@@ -57,6 +67,7 @@ class CgroupNames:
         return names
 
     def path(self, cgid: int) -> str | None:
-        if self._names is None:
+        if self._names is None or (cgid not in self._names and self.clock() - self._scanned >= self.min_rescan):
             self._names = self._scan()
+            self._scanned = self.clock()
         return self._names.get(cgid)

@@ -319,9 +319,9 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
       memcg-bpf load reclaim_boost --set reclaim_pages=512 --replace reclaim_boost
     """
     from . import policy
-    from .loader import load
+    from .loader import check_bpf_object, load
     from .pins import check_name
-    from .preflight import require_caps
+    from .preflight import require_caps, require_memcg_ops
 
     # What the command line alone can tell comes first, then privileges, then the kernel.
     if name is not None:
@@ -333,11 +333,14 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
         obj_path, source = Path(target), ""
         if not obj_path.is_file():
             raise UsageError(f"{target}: no such file")
+        check_bpf_object(obj_path)
         require_caps("load")
+        require_memcg_ops()
         bpf = _libbpf()
     else:
         sources = _sources((target,))
         require_caps("load")
+        require_memcg_ops()
         bpf = _libbpf()
         obj_path = _compile(bpf, (target,), btf, None)[0]
         source = str(sources[0])
@@ -406,60 +409,64 @@ def list_cmd(as_json: bool, enable_stats: bool) -> None:
 
 @main.command("stats")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help='JSON: {"policy", "globals", "maps"}.')
-@click.option("--prometheus", is_flag=True, help="Prometheus text format (node_exporter textfile collector).")
+@click.option("--json", "as_json", is_flag=True, help='JSON: {"policy", "globals", "maps"} (and "notes").')
+@click.option("--prometheus", is_flag=True, help="Prometheus text format, with HELP and TYPE lines.")
+@click.option("--textfile", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write DIR/memcg_bpf_NAME.prom atomically for node_exporter's textfile collector "
+                   "(with --watch, every SECS) instead of printing.")
 @click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECS",
-              help="Redraw every SECS seconds, with rates.")
-def stats_cmd(name: str, as_json: bool, prometheus: bool, watch: float | None) -> None:
+              help="Redraw every SECS seconds, with rates; ends with an error once the policy is unloaded.")
+def stats_cmd(name: str, as_json: bool, prometheus: bool, textfile: Path | None, watch: float | None) -> None:
     """Every map and global of a loaded policy, decoded through its BTF.
 
     Keys and fields typed memcg_bpf_cgid_t are shown with the cgroup's path.
+    Per-CPU values are combined over CPUs: counters summed, timestamps the
+    latest, cgroup ids, enums and floats the first CPU's non-zero value.
 
     \b
     Examples:
       memcg-bpf stats telemetry
       memcg-bpf stats telemetry --json
-      memcg-bpf stats telemetry --prometheus > /var/lib/node_exporter/memcg_bpf.prom
+      memcg-bpf stats telemetry --textfile /var/lib/node_exporter/textfile_collector
+      memcg-bpf stats telemetry --textfile /var/lib/node_exporter/textfile_collector --watch 15
       memcg-bpf stats telemetry --watch 2   # redraws; piped, frames are separated by '--- HH:MM:SS ---'
     """
     import time
 
-    from . import stats
+    from . import prom, stats
     from .bpfsys import Sys
+    from .watch import watch as watch_loop
 
     from .preflight import require_all
 
-    if as_json and prometheus:
-        raise UsageError("--json and --prometheus exclude each other: pick one")
+    if as_json and (prometheus or textfile):
+        raise UsageError("--json excludes --prometheus and --textfile: pick one")
     require_all("stats")
     reader = stats.Reader(Sys(_libbpf()))
-
-    def render(snapshot: stats.Snapshot, rates: dict[tuple[str, ...], float] | None = None) -> str:
-        if as_json:
-            return json.dumps(snapshot.as_json(), indent=2)
-        if prometheus:
-            return stats.prometheus(snapshot).rstrip("\n")
-        return stats.table(snapshot, rates)
-
-    snapshot = reader.snapshot(name)
-    if watch is None:
-        click.echo(render(snapshot))
-        return
     tty = sys.stdout.isatty()
-    before, then = stats.numbers(snapshot), time.monotonic()
-    click.echo(render(snapshot))
-    try:
-        while True:
-            time.sleep(watch)
-            snapshot = reader.snapshot(name)
-            now, numbers = time.monotonic(), stats.numbers(snapshot)
-            rates = {k: (v - before.get(k, 0)) / (now - then) for k, v in numbers.items()}
-            before, then = numbers, now
+    frames = 0
+
+    def show(snapshot: stats.Snapshot, rates: dict[tuple[str, ...], float] | None) -> None:
+        nonlocal frames
+        frames += 1
+        if textfile is not None:
+            prom.write_textfile(snapshot, textfile)
+            return
+        if as_json:
+            text = json.dumps(snapshot.as_json(), indent=2)
+        elif prometheus:
+            text = prom.render(snapshot).rstrip("\n")
+        else:
+            text = stats.table(snapshot, rates)
+        if frames > 1:
             # On a terminal redraw in place; into a pipe or file, separate the frames.
-            header = "\x1b[2J\x1b[H" if tty else f"--- {time.strftime('%H:%M:%S')} ---\n"
-            click.echo(header + render(snapshot, rates), color=tty)
-    except KeyboardInterrupt:
-        pass
+            text = ("\x1b[2J\x1b[H" if tty else f"--- {time.strftime('%H:%M:%S')} ---\n") + text
+        click.echo(text, color=tty)
+
+    if watch is None:
+        show(reader.snapshot(name), None)
+    else:
+        watch_loop(reader, name, watch, show)
 
 
 @main.command("policies")

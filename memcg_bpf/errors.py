@@ -21,3 +21,17 @@ class UsageError(MemcgBpfError):
     """Bad input from the user: exit code 2."""
 
     exit_code = EXIT_USAGE
+
+
+class PolicyGone(MemcgBpfError):
+    """The policy was unloaded while it was being read."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"policy {name} was unloaded")
+
+
+class DamagedPolicy(MemcgBpfError):
+    """A policy's pin directory is not what `load` leaves: a pin missing, of the wrong kind, or garbage."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"policy {name} cannot be read: {problem}; remove it with 'memcg-bpf unload {name}'")

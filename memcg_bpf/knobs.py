@@ -22,13 +22,26 @@ class Knob:
     default: object
 
 
+def is_knob(btf: B.Btf, var_id: int) -> bool:
+    """A `const volatile` global: a VAR with global linkage whose type has both qualifiers.
+
+    Other read-only data in .rodata (bpf_printk's `static const char ____fmt[]`,
+    `static const` tables) is not a knob.
+    """
+    var = btf[var_id]
+    return (var.kind == B.VAR and var.linkage == B.GLOBAL
+            and {B.CONST, B.VOLATILE} <= btf.qualifiers(var.size_or_type))
+
+
 def knobs_of(btf: B.Btf, rodata: bytes | None) -> dict[str, Knob]:
-    """Every variable of the object's .rodata section, with its current (default) value."""
+    """The knobs in the object's .rodata section, with their current (default) values."""
     sec = btf.find(RODATA, B.DATASEC)
     if sec is None:
         return {}
     out = {}
     for var_id, offset, size in sec.secinfo:
+        if not is_knob(btf, var_id):
+            continue
         var = btf[var_id]
         default = btf.decode(var.size_or_type, rodata, offset) if rodata is not None else None
         out[var.name] = Knob(var.name, var.size_or_type, offset, size, btf.type_name(var.size_or_type), default)
@@ -76,7 +89,7 @@ def _int_value(btf: B.Btf, type_id: int, text: str, knob: str) -> int:
     except ValueError:
         raise UsageError(f"knob {knob} takes {kind_words(btf, type_id)}, got {text!r}") from None
     bits = t.size_or_type * 8
-    signed = t.kind == B.INT and bool(t.int_encoding & 1)
+    signed = t.kind == B.INT and bool(t.int_encoding & B.INT_SIGNED)
     low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     if not low <= value <= high:
         raise UsageError(f"knob {knob} takes {kind_words(btf, type_id)} ({low}..{high}), got {value}")
@@ -87,12 +100,12 @@ def kind_words(btf: B.Btf, type_id: int) -> str:
     t = btf.resolve(type_id)
     if btf.is_cgid(type_id):
         return "a cgroup id or cgroup path"
-    if t.kind == B.INT and t.int_encoding & 4:
+    if t.kind == B.INT and t.int_encoding & B.INT_BOOL:
         return "a boolean (true/false)"
     if t.kind in (B.ENUM, B.ENUM64):
         return "one of " + ", ".join(t.enum_values.values())
     if t.kind == B.INT:
-        return f"a{'' if t.int_encoding & 1 else 'n unsigned'} {t.size_or_type * 8}-bit integer"
+        return f"a{'' if t.int_encoding & B.INT_SIGNED else 'n unsigned'} {t.size_or_type * 8}-bit integer"
     return btf.type_name(type_id)
 
 
@@ -113,7 +126,7 @@ def encode(btf: B.Btf, knob: Knob, text: str, allowed: tuple[int, int] | None = 
 def _scalar(btf: B.Btf, type_id: int, text: str, name: str, size: int,
             allowed: tuple[int, int] | None) -> bytes:
     t = btf.resolve(type_id)
-    if t.kind == B.INT and t.int_encoding & 4:
+    if t.kind == B.INT and t.int_encoding & B.INT_BOOL:
         if text.lower() not in _BOOLS:
             raise UsageError(f"knob {name} takes a boolean (true/false), got {text!r}")
         return bytes([_BOOLS[text.lower()]]).ljust(size, b"\0")
@@ -122,5 +135,5 @@ def _scalar(btf: B.Btf, type_id: int, text: str, name: str, size: int,
     value = _int_value(btf, type_id, text, name)
     if allowed and not allowed[0] <= value <= allowed[1]:
         raise UsageError(f"knob {name} must be in {allowed[0]}..{allowed[1]}, got {value}")
-    signed = t.kind == B.INT and bool(t.int_encoding & 1)
+    signed = t.kind == B.INT and bool(t.int_encoding & B.INT_SIGNED)
     return value.to_bytes(t.size_or_type, "little", signed=signed)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import MemcgBpfError
+from .maptypes import MapType
 
 MIN_VERSION = (1, 2)
 
@@ -31,8 +32,6 @@ _libc.vasprintf.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ct
 _libc.vasprintf.restype = ctypes.c_int
 _libc.free.argtypes = [ctypes.c_void_p]
 _libc.free.restype = None
-
-BPF_MAP_TYPE_STRUCT_OPS = 26
 
 
 def _print(level: int, fmt: bytes, args: int) -> int:
@@ -355,7 +354,7 @@ class Object:
         return ctypes.string_at(data, size.value)
 
     def struct_ops_maps(self) -> list[Map]:
-        return [m for m in self.maps() if m.type == BPF_MAP_TYPE_STRUCT_OPS]
+        return [m for m in self.maps() if m.type == MapType.STRUCT_OPS]
 
     def load(self) -> None:
         with self.bpf.capture() as log:

@@ -33,8 +33,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Iterator
 
-from .bpfsys import Sys
+from .bpfsys import NotAMap, Sys
 from .errors import MemcgBpfError, UsageError
+from .maptypes import MapType
 from .preflight import BPFFS
 
 ROOT = BPFFS / "memcg-bpf"
@@ -50,8 +51,8 @@ def check_name(name: str) -> str:
     return name
 
 
-def policy_dir(name: str) -> Path:
-    return ROOT / check_name(name)
+class NotLoaded(MemcgBpfError):
+    """No policy of that name is pinned (a state of the machine, not a usage error: exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,14 @@ class Entry:
     pid: int | None = None
 
 
-def entries() -> list[Entry]:
+def entries(root: Path = ROOT) -> list[Entry]:
     """Everything under ROOT that memcg-bpf made, sorted by name."""
     try:
-        children = list(ROOT.iterdir())
+        children = list(root.iterdir())
     except FileNotFoundError:
         return []
     except PermissionError as exc:
-        raise MemcgBpfError(f"cannot read {ROOT}: permission denied; run memcg-bpf as root") from exc
+        raise MemcgBpfError(f"cannot read {root}: permission denied; run memcg-bpf as root") from exc
     found = []
     for path in children:
         transient = _TRANSIENT.fullmatch(path.name)
@@ -82,15 +83,19 @@ def entries() -> list[Entry]:
     return sorted(found, key=lambda e: (e.name, e.state))
 
 
-def names() -> list[str]:
-    return [e.name for e in entries() if e.state == "loaded"]
+def names(root: Path = ROOT) -> list[str]:
+    return [e.name for e in entries(root) if e.state == "loaded"]
 
 
-def require_loaded(name: str) -> Path:
-    path = policy_dir(name)
+def policy_dir(name: str, root: Path = ROOT) -> Path:
+    return root / check_name(name)
+
+
+def require_loaded(name: str, root: Path = ROOT) -> Path:
+    path = policy_dir(name, root)
     if not path.is_dir():
-        loaded = ", ".join(names()) or "none"
-        raise MemcgBpfError(f"no policy named {name!r} is loaded (loaded: {loaded}); see 'memcg-bpf list'")
+        loaded = ", ".join(names(root)) or "none"
+        raise NotLoaded(f"no policy named {name!r} is loaded (loaded: {loaded}); see 'memcg-bpf list'")
     return path
 
 
@@ -143,17 +148,23 @@ def write_meta(sys: Sys, directory: Path, meta: dict[str, Any]) -> None:
 
 
 def read_meta(sys: Sys, directory: Path) -> dict[str, Any]:
-    fd = sys.obj_get(str(directory / "meta"))
+    not_meta = MemcgBpfError(f"{directory}/meta is not memcg-bpf metadata")
     try:
-        raw = sys.lookup(fd, b"\0\0\0\0", META_SIZE) or b""
+        fd, info = sys.open_map(str(directory / "meta"))
+    except NotAMap:
+        raise not_meta from None
+    try:
+        if info.type != MapType.ARRAY or info.key_size != 4 or info.value_size != META_SIZE:
+            raise not_meta
+        raw = sys.lookup(fd, b"\0\0\0\0", info) or b""
     finally:
         os.close(fd)
     try:
         meta = json.loads(raw.rstrip(b"\0").decode())
     except ValueError as exc:
-        raise MemcgBpfError(f"{directory}/meta is not memcg-bpf metadata") from exc
+        raise not_meta from exc
     if not isinstance(meta, dict):
-        raise MemcgBpfError(f"{directory}/meta is not memcg-bpf metadata")
+        raise not_meta
     return meta
 
 

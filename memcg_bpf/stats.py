@@ -1,21 +1,42 @@
-"""Read a loaded policy's maps and globals through its BTF; render as JSON, Prometheus or a table."""
+"""Read a loaded policy's maps and globals through its BTF; render as JSON or a table.
+
+What is shown:
+- Globals: the writable globals (.bss, .data) and the knobs (`const volatile`
+  globals in .rodata); other read-only data (bpf_printk formats) is not.
+- Maps: every entry, key and value decoded through BTF; cgroup ids as
+  {"cgroup_id", "path"}; a slot table (memcg_bpf_slot()) by its used slots.
+- Per-CPU maps (PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH,
+  PERCPU_CGROUP_STORAGE) show one value per entry, combined from every
+  possible CPU's copy by the rule in memcg_bpf/fields.py: integer counters
+  and gauges are summed, timestamps take the latest, bools are true if true
+  on any CPU, and cgroup ids, enums, floats, pointers and strings take the
+  first CPU's non-zero value.
+- A map without BTF for its keys or values shows them as hex bytes, and a map
+  of a type memcg-bpf cannot read shows no entries; both get a note.
+
+Prometheus rendering is in memcg_bpf/prom.py.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 from . import btf as B
-from . import cpus
 from . import pins
-from .bpfsys import Sys
+from .bpfsys import MapInfo, NotAMap, Sys
 from .cgroups import CgroupNames
+from .errors import DamagedPolicy, MemcgBpfError, PolicyGone
+from .fields import Kind, Schema, combine, flat, schema
+from .knobs import RODATA, is_knob
+from .libbpf import LibbpfError
+from .maptypes import MapType, UnreadableMap
 
-PERCPU_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
-ARRAY_MAP = 2
 SLOT_HEAD_TYPE, SLOT_HEAD_MEMBER = "memcg_bpf_slot_head", "head"
-STRUCT_OPS_MAP = 26
+NO_BTF_NOTE = "no BTF for its {what}: shown as hex bytes"
 
 
 @dataclass
@@ -23,26 +44,26 @@ class Snapshot:
     policy: str
     globals: dict[str, Any]
     maps: dict[str, list[dict[str, Any]]]
+    kinds: dict[str, Kind] = field(default_factory=dict)  # by metric name: "global", "map_field"
+    notes: dict[str, str] = field(default_factory=dict)    # by map name
 
     def as_json(self) -> dict[str, Any]:
-        return {"policy": self.policy, "globals": self.globals, "maps": self.maps}
+        out = {"policy": self.policy, "globals": self.globals, "maps": self.maps}
+        return {**out, "notes": self.notes} if self.notes else out
 
 
-def _sum(values: list[Any]) -> Any:
-    first = values[0]
-    if isinstance(first, dict):
-        return {k: _sum([v[k] for v in values]) for k in first}
-    if isinstance(first, list):
-        return [_sum([v[i] for v in values]) for i in range(len(first))]
-    if isinstance(first, bool) or not isinstance(first, int):
-        return first
-    return type(first)(sum(values)) if isinstance(first, B.CgroupId) else sum(values)
+def metric_name(map_name: str, field_name: str) -> str:
+    """The name a map's field goes by in Snapshot.kinds and in Prometheus (before the policy prefix)."""
+    return f"{map_name}_{field_name}" if field_name else map_name
 
 
 class Reader:
-    def __init__(self, sys: Sys) -> None:
+    """Snapshots of loaded policies, pinned under root."""
+
+    def __init__(self, sys: Sys, root: Path = pins.ROOT, cgroups: CgroupNames | None = None) -> None:
         self.sys = sys
-        self.cgroups = CgroupNames()
+        self.root = root
+        self.cgroups = cgroups or CgroupNames()
         self._btf: dict[int, B.Btf] = {}
 
     def btf(self, btf_id: int) -> B.Btf:
@@ -61,47 +82,95 @@ class Reader:
         return value
 
     def snapshot(self, name: str) -> Snapshot:
-        directory = pins.require_loaded(name)
-        globals_: dict[str, Any] = {}
-        maps: dict[str, list[dict[str, Any]]] = {}
+        """Every global and map of policy name; NotLoaded, PolicyGone or DamagedPolicy as one-line errors."""
+        directory = pins.require_loaded(name, self.root)
+        if not (directory / "link").exists():
+            raise DamagedPolicy(name, f"{directory} has no link pin")
+        try:
+            pins.read_meta(self.sys, directory)
+            return self._read(name, directory)
+        except (OSError, NotAMap, LibbpfError) as exc:
+            if not directory.exists() or not (directory / "link").exists():
+                raise PolicyGone(name) from None
+            if isinstance(exc, LibbpfError) and exc.errno not in (errno.ENOENT, errno.EINVAL):
+                raise
+            problem = exc.message if isinstance(exc, MemcgBpfError) else f"{exc.filename}: {exc.strerror}"
+            raise DamagedPolicy(name, problem) from None
+
+    def _read(self, name: str, directory: Path) -> Snapshot:
+        snap = Snapshot(name, {}, {})
         for pin in sorted((directory / "maps").iterdir()):
-            fd = self.sys.obj_get(str(pin))
+            fd, info = self.sys.open_map(str(pin))
             try:
-                info = self.sys.map_info(fd)
-                if info.type == STRUCT_OPS_MAP or not info.btf_id:
-                    continue
-                btf = self.btf(info.btf_id)
-                value_type = btf.resolve(info.btf_value_type_id) if info.btf_value_type_id else None
-                if value_type is not None and value_type.kind == B.DATASEC:
-                    raw = self.sys.lookup(fd, b"\0\0\0\0", info.value_size)
-                    if raw is not None:
-                        globals_.update(self.present(btf.decode(value_type.id, raw)))
-                    continue
-                maps[pin.name] = list(self.rows(fd, info, btf))
+                self._read_map(snap, pin.name, fd, info)
             finally:
                 os.close(fd)
-        return Snapshot(name, globals_, maps)
+        return snap
 
-    def rows(self, fd: int, info: Any, btf: B.Btf) -> Iterator[dict[str, Any]]:
-        percpu = info.type in PERCPU_TYPES
-        ncpu = cpus.possible() if percpu else 1
-        stride = (info.value_size + 7) & ~7
-        slots = info.type == ARRAY_MAP and is_slot_table(btf, info.btf_value_type_id)
+    def _read_map(self, snap: Snapshot, pin_name: str, fd: int, info: MapInfo) -> None:
+        if info.type == MapType.STRUCT_OPS:
+            return
+        btf = self.btf(info.btf_id) if info.btf_id else None
+        value_type = btf.resolve(info.btf_value_type_id) if btf and info.btf_value_type_id else None
+        if btf and value_type is not None and value_type.kind == B.DATASEC:
+            self._read_globals(snap, btf, value_type, fd, info)
+            return
+        try:
+            rows = list(self.rows(fd, info, btf))
+        except UnreadableMap as exc:
+            snap.maps[pin_name], snap.notes[pin_name] = [], exc.message
+            return
+        snap.maps[pin_name] = rows
+        if btf is None or not info.btf_value_type_id or not info.btf_key_type_id:
+            what = "keys and values" if btf is None else "values" if not info.btf_value_type_id else "keys"
+            snap.notes[pin_name] = NO_BTF_NOTE.format(what=what)
+        if btf is not None and info.btf_value_type_id:
+            shape = value_schema(btf, info)
+            snap.kinds.update({metric_name(pin_name, k): v for k, v in flat(shape).items()})
+
+    def _read_globals(self, snap: Snapshot, btf: B.Btf, sec: B.Type, fd: int, info: MapInfo) -> None:
+        raw = self.sys.lookup(fd, b"\0\0\0\0", info)
+        if raw is None:
+            return
+        knobs_only = sec.name == RODATA or sec.name.startswith(RODATA + ".")  # .rodata.cst8, .rodata.str1.1
+        integers = Kind.GAUGE if knobs_only else Kind.COUNTER
+        for var_id, offset, _size in sec.secinfo:
+            if knobs_only and not is_knob(btf, var_id):
+                continue
+            var = btf[var_id]
+            snap.globals[var.name] = self.present(btf.decode(var.size_or_type, raw, offset))
+            shape = schema(btf, var.size_or_type, var.name, btf.tags(var_id), integers)
+            snap.kinds.update(flat(shape, var.name))
+
+    def rows(self, fd: int, info: MapInfo, btf: B.Btf | None) -> Iterator[dict[str, Any]]:
+        layout = self.sys.value_layout(info)
+        value_id = info.btf_value_type_id if btf else 0
+        key_id = info.btf_key_type_id if btf else 0
+        shape = value_schema(btf, info) if btf and value_id else Kind.IDENTITY
+        slots = btf is not None and info.type == MapType.ARRAY and is_slot_table(btf, value_id)
         for key in list(self.sys.keys(fd, info.key_size)):
-            raw = self.sys.lookup(fd, key, stride * ncpu if percpu else info.value_size)
+            raw = self.sys.lookup(fd, key, info)
             if raw is None:
                 continue
-            if percpu:
-                value = _sum([btf.decode(info.btf_value_type_id, raw, cpu * stride) for cpu in range(ncpu)])
-            else:
-                value = btf.decode(info.btf_value_type_id, raw)
+            copies: list[Any] = [btf.decode(value_id, part) if btf and value_id else part.hex()
+                                 for part in layout.split(raw)]
+            value = combine(shape, copies) if len(copies) > 1 else copies[0]
             if slots:
                 # A table of cgroups (memcg_bpf_slot()): the used slots, keyed by their cgroup.
                 head = value.pop(SLOT_HEAD_MEMBER)
                 if head["cgroup"]:
                     yield {"key": self.present(head["cgroup"]), "value": self.present(value)}
                 continue
-            yield {"key": self.present(btf.decode(info.btf_key_type_id, key)), "value": self.present(value)}
+            decoded_key = btf.decode(key_id, key) if btf and key_id else key.hex()
+            yield {"key": self.present(decoded_key), "value": self.present(value)}
+
+
+def value_schema(btf: B.Btf, info: MapInfo) -> Schema:
+    """The kinds of a map's value fields (integers are counters); a slot table's head is left out."""
+    shape = schema(btf, info.btf_value_type_id, "", [], Kind.COUNTER)
+    if isinstance(shape, dict) and info.type == MapType.ARRAY and is_slot_table(btf, info.btf_value_type_id):
+        shape = {k: v for k, v in shape.items() if k != SLOT_HEAD_MEMBER}
+    return shape
 
 
 def is_slot_table(btf: B.Btf, value_type_id: int) -> bool:
@@ -115,68 +184,6 @@ def is_slot_table(btf: B.Btf, value_type_id: int) -> bool:
 
 
 # -- rendering ----------------------------------------------------------------
-def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, dict[str, str], Any]]:
-    """(metric suffix, extra labels, number) for every numeric leaf."""
-    if isinstance(value, dict) and set(value) == {"cgroup_id", "path"}:
-        yield prefix, {}, value["cgroup_id"]
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _flatten(f"{prefix}_{k}" if prefix else k, v)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            for name, labels, number in _flatten(prefix, v):
-                yield name, {"index": str(i), **labels}, number
-    elif isinstance(value, bool):
-        yield prefix, {}, int(value)
-    elif isinstance(value, (int, float)):
-        yield prefix, {}, value
-
-
-def _key_labels(key: Any) -> dict[str, str]:
-    if isinstance(key, dict) and set(key) == {"cgroup_id", "path"}:
-        return {"cgroup": key["path"] or "", "cgroup_id": str(key["cgroup_id"])}
-    if isinstance(key, dict):
-        labels: dict[str, str] = {}
-        for k, v in key.items():
-            sub = _key_labels(v)
-            labels.update({f"{k}_{n}" if n != "key" else k: s for n, s in sub.items()})
-        return labels
-    return {"key": str(key)}
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _sanitize(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
-
-
-def prometheus(snapshot: Snapshot) -> str:
-    """The text exposition format, for node_exporter's textfile collector."""
-    samples: dict[str, list[str]] = {}
-    base = f"memcg_bpf_{_sanitize(snapshot.policy)}"
-    policy = {"policy": snapshot.policy}
-
-    def add(metric: str, labels: dict[str, str], number: Any) -> None:
-        rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in {**policy, **labels}.items())
-        samples.setdefault(metric, []).append(f"{metric}{{{rendered}}} {number}")
-
-    for name, labels, number in _flatten("", snapshot.globals):
-        add(f"{base}_{_sanitize(name)}", labels, number)
-    for map_name, rows in snapshot.maps.items():
-        for row in rows:
-            key_labels = _key_labels(row["key"])
-            for name, labels, number in _flatten("", row["value"]):
-                metric = f"{base}_{_sanitize(map_name)}" + (f"_{_sanitize(name)}" if name else "")
-                add(metric, {**key_labels, **labels}, number)
-    out = []
-    for metric, lines in samples.items():
-        out.append(f"# TYPE {metric} gauge")
-        out.extend(lines)
-    return "\n".join(out) + "\n"
-
-
 def _fmt_key(key: Any) -> str:
     if isinstance(key, dict) and set(key) == {"cgroup_id", "path"}:
         return f"{key['path'] or '?'} (id {key['cgroup_id']})"
@@ -202,22 +209,28 @@ def table(snapshot: Snapshot, rates: dict[tuple[str, ...], float] | None = None)
             lines.append(f"  {key}")
             value = row["value"]
             items = value.items() if isinstance(value, dict) else [("value", value)]
-            for field, v in items:
-                lines.append("    " + show(("m", map_name, key, field), f"{field:22}", v))
+            for name, v in items:
+                lines.append("    " + show(("m", map_name, key, name), f"{name:22}", v))
+        if map_name in snapshot.notes:
+            lines.append(f"  ({snapshot.notes[map_name]})")
     return "\n".join(lines)
 
 
 def numbers(snapshot: Snapshot) -> dict[tuple[str, ...], float]:
-    """Numeric leaves keyed as table() keys them, for rates between two snapshots."""
+    """Numeric leaves keyed as table() keys them, for rates between two snapshots (counters only, if known)."""
+    def counts(metric: str, value: Any) -> bool:
+        kind = snapshot.kinds.get(metric, Kind.COUNTER)
+        return kind is Kind.COUNTER and isinstance(value, (int, float)) and not isinstance(value, bool)
+
     out: dict[tuple[str, ...], float] = {}
     for name, value in snapshot.globals.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if counts(name, value):
             out[("g", name)] = value
     for map_name, rows in snapshot.maps.items():
         for row in rows:
             value = row["value"]
             if isinstance(value, dict):
-                for field, v in value.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        out[("m", map_name, _fmt_key(row["key"]), field)] = v
+                for name, v in value.items():
+                    if counts(metric_name(map_name, name), v):
+                        out[("m", map_name, _fmt_key(row["key"]), name)] = v
     return out

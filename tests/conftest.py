@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -24,3 +26,15 @@ def policy_objects(libbpf: Libbpf) -> dict[str, Path]:
     sources = sorted((REPO_ROOT / "bpf_progs").glob("*.bpf.c"))
     objects = build_objects(libbpf, sources, kernel.vmlinux, cache_dir(), Toolchain(find_clang(), kernel.include))
     return {o.name.removesuffix(".bpf.o"): o for o in objects}
+
+
+@pytest.fixture
+def bpffs(tmp_path: Path) -> Iterator[Path]:
+    """A bpffs of its own, mounted in a temporary directory: pins made in a test go with it."""
+    mount = tmp_path / "bpffs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -14,7 +14,9 @@ from memcg_bpf import knobs as K
 from memcg_bpf.btfdump import raw_btf
 from memcg_bpf.errors import UsageError
 from memcg_bpf.libbpf import Libbpf, Object
-from memcg_bpf.stats import Snapshot, is_slot_table, numbers, prometheus, table
+from memcg_bpf.fields import Kind
+from memcg_bpf.prom import render as prometheus
+from memcg_bpf.stats import Snapshot, is_slot_table, numbers, table
 
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
 
@@ -92,6 +94,8 @@ def test_knob_encoding(libbpf: Libbpf, policy_objects: dict[str, Path]) -> None:
 SNAPSHOT = Snapshot(
     policy="telemetry",
     globals={"total_calls": 10, "total_failed": 3},
+    kinds={"total_calls": Kind.COUNTER, "total_failed": Kind.COUNTER, "cgroups_calls": Kind.COUNTER,
+           "cgroups_failed": Kind.COUNTER, "cgroups_hist": Kind.COUNTER},
     maps={"cgroups": [
         {"key": {"cgroup_id": 17, "path": "/demo"}, "value": {"calls": 10, "failed": 3, "hist": [3, 0]}},
         {"key": {"cgroup_id": 99, "path": None}, "value": {"calls": 1, "failed": 0, "hist": [0, 0]}},
@@ -102,10 +106,10 @@ SNAPSHOT = Snapshot(
 def test_prometheus_output_parses() -> None:
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(prometheus(SNAPSHOT)) for s in family.samples}
-    assert samples[("memcg_bpf_telemetry_total_calls", (("policy", "telemetry"),))] == 10
+    assert samples[("memcg_bpf_telemetry_total_calls_total", (("policy", "telemetry"),))] == 10
     key = (("cgroup", "/demo"), ("cgroup_id", "17"), ("policy", "telemetry"))
-    assert samples[("memcg_bpf_telemetry_cgroups_failed", key)] == 3
-    assert samples[("memcg_bpf_telemetry_cgroups_hist", tuple(sorted((*key, ("index", "0")))))] == 3
+    assert samples[("memcg_bpf_telemetry_cgroups_failed_total", key)] == 3
+    assert samples[("memcg_bpf_telemetry_cgroups_hist_total", tuple(sorted((*key, ("index", "0")))))] == 3
 
 
 def test_table_and_rates() -> None:

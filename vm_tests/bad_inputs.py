@@ -82,7 +82,7 @@ ROWS: tuple[BadInput, ...] = (
              "name one policy or pass --all (see 'memcg-bpf list')"),
     BadInput("unload-bad-name", ("unload", "a/b"), 2, f"bad policy name 'a/b': {BAD_NAME}"),
     BadInput("stats-json-and-prometheus", ("stats", "telemetry", "--json", "--prometheus"), 2,
-             "--json and --prometheus exclude each other: pick one"),
+             "--json excludes --prometheus and --textfile: pick one"),
     # Objects the loader refuses before the kernel sees them, and the verifier.
     BadInput("object-without-memcg-ops", ("load", "{obj:no_ops}"), 2,
              "… has no memcg_ops struct_ops map: declare one as SEC(\".struct_ops.link\") struct memcg_ops ..."),

@@ -48,7 +48,7 @@ def test_telemetry_end_to_end(kernel: Artifacts, memhog: Path, policies_built: l
     assert 0 < len(stats["maps"]["cgroups"]) < 20
     # stats --prometheus parses, with the same number for the same cgroup.
     samples = metric_samples(r["stats_prometheus"]["stdout"])
-    failed = [s for s in samples if s.name == "memcg_bpf_telemetry_cgroups_failed" and s.labels["cgroup"] == "/demo"]
+    failed = [s for s in samples if s.name == "memcg_bpf_telemetry_cgroups_failed_total" and s.labels["cgroup"] == "/demo"]
     assert [s.value for s in failed] == [demo["failed"]]
     assert "/demo (id" in r["stats_table"]["stdout"]
     # list showed it with its kernel objects; after unload nothing is left.
