@@ -108,7 +108,8 @@ ROWS: tuple[BadInput, ...] = (
              "memcg_ops is already registered by a program memcg-bpf did not load (link id …, struct_ops map "
              "id …): unregister it first, e.g. 'bpftool link detach id …'", setup="foreign"),
     BadInput("stats-damaged-pins", ("stats", "damaged"), 1,
-             "policy 'damaged' is damaged (…): 'memcg-bpf unload damaged' removes it", setup="damaged"),
+             "policy damaged cannot be read: /sys/fs/bpf/memcg-bpf/damaged has no link pin; "
+             "remove it with 'memcg-bpf unload damaged'", setup="damaged"),
     BadInput("no-bpffs", ("load", "telemetry"), 1,
              "bpffs is not mounted at /sys/fs/bpf: run 'mount -t bpf bpf /sys/fs/bpf'", setup="no-bpffs"),
     BadInput("list-no-bpffs", ("list",), 1,

@@ -241,41 +241,57 @@ def test_handler_never_runs_nested(variant: str, scenario: Scenario, bpf_object:
 
 
 # -- the verifier --------------------------------------------------------------------------
+VERIFIER_CASES = {
+    **{f"field-{f}": ("bad_write", f"FIELD={f}")
+       for f in ("memcg", "gfp_mask", "mem_over_limit", "reclaim_options", "charge_done")},
+    "partial": ("bad_write", "PARTIAL_STORE"),
+    "through-memcg": ("bad_write", "THROUGH_MEMCG"),
+    "sleepable": ("sleepable",),
+    "observe": ("observe",),
+}
+
+
+@pytest.fixture(scope="module")
+def verified(kernel: Artifacts, bpf_object: BpfObject) -> Result:
+    """Every verifier case in one boot: a rejected load changes nothing for the next."""
+    steps = [[label, "load_fails", {"obj": bpf_object(*spec)}] for label, spec in VERIFIER_CASES.items()]
+    return run_scenario(kernel, "sequence", {"steps": steps})  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("field", ["memcg", "gfp_mask", "mem_over_limit", "reclaim_options", "charge_done"])
-def test_verifier_rejects_writes_to_other_fields(field: str, scenario: Scenario, bpf_object: BpfObject) -> None:
-    result = scenario("load_fails", {"obj": bpf_object("bad_write", f"FIELD={field}")})
+def test_verifier_rejects_writes_to_other_fields(field: str, verified: Result) -> None:
+    result = verified[f"field-{field}"]
     assert result["loaded"] is False
     assert result["errno"] == "EACCES"
     assert "memcg_ops: write to try_charge_memcg at off" in result["log"]
     assert "only nr_pages (off 16 size 8) is writable" in result["log"]
 
 
-def test_verifier_rejects_partial_writes(scenario: Scenario, bpf_object: BpfObject) -> None:
-    result = scenario("load_fails", {"obj": bpf_object("bad_write", "PARTIAL_STORE")})
+def test_verifier_rejects_partial_writes(verified: Result) -> None:
+    result = verified["partial"]
     assert result["loaded"] is False
     assert result["errno"] == "EACCES"
     assert "memcg_ops: write to try_charge_memcg at off 16 size 4, only nr_pages (off 16 size 8)" in result["log"]
 
 
-def test_verifier_rejects_writes_through_pointers(scenario: Scenario, bpf_object: BpfObject) -> None:
+def test_verifier_rejects_writes_through_pointers(verified: Result) -> None:
     # Same offset as nr_pages, but in struct mem_cgroup: the seed's check let this through.
-    result = scenario("load_fails", {"obj": bpf_object("bad_write", "THROUGH_MEMCG")})
+    result = verified["through-memcg"]
     assert result["loaded"] is False
     assert result["errno"] == "EACCES"
     assert "memcg_ops: only try_charge_memcg->nr_pages is writable" in result["log"]
 
 
-def test_verifier_rejects_sleepable_handler(scenario: Scenario, bpf_object: BpfObject) -> None:
-    result = scenario("load_fails", {"obj": bpf_object("sleepable")})
+def test_verifier_rejects_sleepable_handler(verified: Result) -> None:
+    result = verified["sleepable"]
     assert result["loaded"] is False
     assert result["errno"] == "EINVAL"
     assert "attach to unsupported member try_charge_memcg of struct memcg_ops" in result["log"]
 
 
-def test_verifier_accepts_nr_pages_write(scenario: Scenario, bpf_object: BpfObject) -> None:
+def test_verifier_accepts_nr_pages_write(verified: Result) -> None:
     # The control for the rejections above: the observe program writes nr_pages and loads.
-    result = scenario("load_fails", {"obj": bpf_object("observe")})
-    assert result["loaded"] is True
+    assert verified["observe"]["loaded"] is True
 
 
 # -- the debug kernel -------------------------------------------------------------------------
