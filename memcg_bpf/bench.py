@@ -28,11 +28,16 @@ from .kernel import kconfig
 from .kernel.api import VARIANTS, build
 from .kernel.build import Artifacts
 from .libbpf import Libbpf
-from .paths import REPO_ROOT, cache_dir
+from .paths import bundled_policy_dir, cache_dir, checkout_dir
 from .progress import Progress
 from .toolchain import find_clang
 
-BENCH_DIR = REPO_ROOT / "bench"
+
+def bench_dir() -> Path:
+    """bench/: the workloads, the guest side (python3 -m bench.guest) and the committed results."""
+    return checkout_dir("bench", "memcg-bpf bench")
+
+
 # Options that change what a measurement means; recorded with every result.
 REPORTED_OPTIONS = ("CONFIG_JUMP_LABEL", "CONFIG_PREEMPT", "CONFIG_PREEMPT_RCU", "CONFIG_SMP",
                     "CONFIG_PROVE_LOCKING", "CONFIG_PROVE_RCU", "CONFIG_DEBUG_ATOMIC_SLEEP", "CONFIG_KASAN",
@@ -80,6 +85,7 @@ FIXED_LAYOUT = "nokaslr norandmaps"
 
 class Bench:
     def __init__(self, plan: Plan, out: Path, progress: Progress, quick: bool) -> None:
+        self.dir = bench_dir()  # first: without a checkout, fail before building kernels
         self.plan = plan
         self.out = out
         self.progress = progress
@@ -102,21 +108,21 @@ class Bench:
     def compile_c(self, name: str) -> Path:
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         target = self.bin_dir / name
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(target), str(BENCH_DIR / f"{name}.c")], check=True)
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(target), str(self.dir / f"{name}.c")], check=True)
         return target
 
     def compile_policies(self) -> dict[str, Path]:
         bpf = Libbpf(self.patched.libbpf)
         tools = Toolchain(find_clang(), self.patched.include)
-        sources = [REPO_ROOT / "bpf_progs" / f"{n}.bpf.c" for n in ("noop", "telemetry", "reclaim_boost")]
+        sources = [bundled_policy_dir() / f"{n}.bpf.c" for n in ("noop", "telemetry", "reclaim_boost")]
         objs = {o.name.removesuffix(".bpf.o"): o
                 for o in build_objects(bpf, sources, self.patched.vmlinux, cache_dir(), tools)}
         # The tracing program runs on the baseline kernel. It is compiled against the patched
         # kernel's vmlinux.h like everything else and relies on CO-RE for try_charge_memcg()'s
         # arguments and struct mem_cgroup, which the series does not change.
         headers = vmlinux_h(bpf, self.patched.vmlinux, cache_dir())
-        objs["trace_count"] = compile_bpf(BENCH_DIR / "trace_count.bpf.c", self.bin_dir, headers, tools,
-                                          includes=(REPO_ROOT / "bpf_progs",))
+        objs["trace_count"] = compile_bpf(self.dir / "trace_count.bpf.c", self.bin_dir, headers, tools,
+                                          includes=(bundled_policy_dir(),))
         return objs
 
     def vm(self, kernel: Artifacts, scenario: str, args: dict[str, Any], *, icount: bool, cpus: int) -> Any:
@@ -128,7 +134,7 @@ class Bench:
                "--", "python3", "-m", "bench.guest", scenario, json.dumps(args, default=str)]
         env = dict(os.environ, MEMCG_BPF_LIBBPF=str(kernel.libbpf))
         for attempt in range(1, QEMU_CRASH_ATTEMPTS + 1):
-            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
+            proc = subprocess.run(cmd, cwd=self.dir.parent, env=env, capture_output=True, text=True, check=False)
             if proc.returncode == 0:
                 return json.loads(proc.stdout.strip().splitlines()[-1])
             if not (threads == ["--tcg-thread", "multi"] and QEMU_MTTCG_CRASH in proc.stderr

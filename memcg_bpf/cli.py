@@ -513,14 +513,14 @@ def bench_cmd(scenario: str, repeat: int | None, out: Path | None, quick: bool) 
     """
     import dataclasses
 
-    from .bench import BENCH_DIR, FULL, QUICK, Bench
+    from .bench import FULL, QUICK, Bench, bench_dir
     from .progress import Progress
     from .report import render
 
     plan = QUICK if quick else FULL
     if repeat:
         plan = dataclasses.replace(plan, repeat=repeat)
-    target = out or BENCH_DIR
+    target = out or bench_dir()
     bench = Bench(plan, target, Progress(), quick)
     bench.run(["overhead", "reclaim"] if scenario == "all" else [scenario])
     click.echo(str(render(target)))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
-from .paths import REPO_ROOT
+from .paths import bundled_policy_dir
 
 _KNOB = re.compile(r"^const volatile\s+(?P<type>[\w ]+?)\s+(?P<name>\w+)(?P<dims>\[\w+\])?\s*(?:=\s*(?P<default>[^;]+))?;",
                    re.M)
@@ -29,10 +29,6 @@ class Policy:
     source: Path
     description: str
     knobs: tuple[KnobDoc, ...]
-
-
-def policy_dir() -> Path:
-    return REPO_ROOT / "bpf_progs"
 
 
 def _header_comment(text: str) -> list[str]:
@@ -77,11 +73,11 @@ def describe(source: Path) -> Policy:
 
 
 def bundled() -> list[Policy]:
-    return [describe(p) for p in sorted(policy_dir().glob("*.bpf.c"))]
+    return [describe(p) for p in sorted(bundled_policy_dir().glob("*.bpf.c"))]
 
 
 def find(name: str) -> Policy:
-    source = policy_dir() / f"{name}.bpf.c"
+    source = bundled_policy_dir() / f"{name}.bpf.c"
     if not source.is_file():
         names = ", ".join(p.name for p in bundled())
         raise UsageError(f"unknown policy {name!r}: bundled policies are {names} (or pass FILE.bpf.c / FILE.bpf.o)")

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from memcg_bpf.kernel.build import Artifacts
 from memcg_bpf.paths import REPO_ROOT
 
 
+@pytest.mark.slow  # builds the baseline kernel (without the series), about 9.5 minutes on a cold cache
 def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "memcg_bpf", "bench", "all", "--quick", "--out", str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=3600,

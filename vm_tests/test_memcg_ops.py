@@ -295,6 +295,7 @@ def test_verifier_accepts_nr_pages_write(verified: Result) -> None:
 
 
 # -- the debug kernel -------------------------------------------------------------------------
+@pytest.mark.slow  # builds the debug variant (about 11 minutes on a cold cache)
 def test_debug_kernel_runs_the_scenarios_clean(debug_kernel: Artifacts, bpf_object: BpfObject,
                                                memhog: Path) -> None:
     """KASAN, kmemleak, lockdep, PROVE_RCU, DEBUG_ATOMIC_SLEEP: the scenarios above, in one VM.

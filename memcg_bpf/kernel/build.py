@@ -23,9 +23,8 @@ from ..toolchain import find_clang, find_llvm_tool, require
 from . import kconfig, libbpf
 from .patches import Series, apply_series
 from .source import KernelSource
-from ..paths import REPO_ROOT
+from ..paths import bundled_patch_dir
 
-DEFAULT_PATCH_DIR = REPO_ROOT / "kernel_patch"
 BUILD_SUBDIR = "build-out"
 APPLIED_FILE = "applied-patches"  # in a tree: sha256 of each patch its source carries
 
@@ -49,7 +48,7 @@ class BuildRequest:
     @property
     def variant(self) -> str:
         name = "memcg-bpf" if self.series else "baseline"
-        if self.series and self.series.directory.resolve() != DEFAULT_PATCH_DIR.resolve():
+        if self.series and self.series.directory.resolve() != bundled_patch_dir().resolve():
             name += "-" + self.series.digest()[:10]
         if self.overrides:
             digest = hashlib.sha256(kconfig.render(self.overrides).encode()).hexdigest()[:10]
