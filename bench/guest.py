@@ -13,14 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from memcg_bpf.bpfsys import Sys
-from memcg_bpf.cgroups import CGROUP_ROOT
-from memcg_bpf.cpus import online as online_cpus
-from memcg_bpf.guest import enter_cgroup, swap_on_zram
-from memcg_bpf.libbpf import Libbpf, Link, Object
-from memcg_bpf.locate import find_libbpf
-from memcg_bpf.loader import load, unload
-from memcg_bpf.stats import Reader
+from memcg_bpf.bpf.syscalls import Sys
+from memcg_bpf.runtime.cgroups import CGROUP_ROOT
+from memcg_bpf.bpf.cpus import online as online_cpus
+from memcg_bpf.testbed.guest import enter_cgroup, swap_on_zram
+from memcg_bpf.bpf.libbpf import Libbpf, Link, Object
+from memcg_bpf.runtime.locate import find_libbpf
+from memcg_bpf.runtime.loader import load, unload
+from memcg_bpf.runtime.stats import Reader
 
 
 OOM_ATTEMPTS = 3

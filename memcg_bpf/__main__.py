@@ -1,5 +1,5 @@
 """python -m memcg_bpf: the memcg-bpf command line."""
 
-from .cli import main
+from memcg_bpf.cli import main
 
 main()

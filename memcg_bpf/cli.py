@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .errors import MemcgBpfError, UsageError
+from memcg_bpf.errors import MemcgBpfError, UsageError
 
 if TYPE_CHECKING:
-    from .libbpf import Libbpf
+    from memcg_bpf.bpf.libbpf import Libbpf
 
 def fail(message: str, code: int) -> None:
     click.echo(f"memcg-bpf: error: {message}", err=True)
@@ -86,8 +86,8 @@ def kernel_build(source: Path | None, jobs: int | None, baseline: bool, variant:
       memcg-bpf kernel build --config CONFIG_MEMCG_BPF=n
       memcg-bpf kernel build --variant debug
     """
-    from .kernel.api import build, variant_overrides
-    from .progress import Progress
+    from memcg_bpf.testbed.kernel.api import build, variant_overrides
+    from memcg_bpf.progress import Progress
 
     artifacts, from_cache = build(source, baseline=baseline, overrides=variant_overrides(variant) + overrides,
                                   jobs=jobs or 0,
@@ -129,10 +129,10 @@ def libbpf_build(source: Path | None, jobs: int | None, quiet: bool) -> None:
       memcg-bpf libbpf build
       memcg-bpf libbpf build --source ~/linux
     """
-    from .kernel import libbpf as libbpf_builder
-    from .kernel.api import resolve_source
-    from .kernel.build import default_jobs
-    from .progress import Progress
+    from memcg_bpf.testbed.kernel import libbpf as libbpf_builder
+    from memcg_bpf.testbed.kernel.api import resolve_source
+    from memcg_bpf.testbed.kernel.build import default_jobs
+    from memcg_bpf.progress import Progress
 
     progress = Progress(quiet=quiet)
     tree = resolve_source(source, progress).path
@@ -148,8 +148,8 @@ def libbpf_show(as_json: bool) -> None:
     Examples:
       memcg-bpf libbpf show --json
     """
-    from .libbpf import Libbpf
-    from .locate import find_include, find_libbpf
+    from memcg_bpf.bpf.libbpf import Libbpf
+    from memcg_bpf.runtime.locate import find_include, find_libbpf
 
     path = find_libbpf()
     version = ".".join(map(str, Libbpf(path).version))
@@ -206,11 +206,11 @@ def vm_run(kernel_path: Path | None, baseline: bool, variant: str, kvm: bool, cp
       memcg-bpf vm run --cpus 2 --memory 1G -- python3 script.py
       memcg-bpf vm run --icount --append "nokaslr norandmaps" -- ./chargepath anon 64 5
     """
-    from .kernel.api import find_built, variant_overrides
-    from .paths import cache_dir
-    from .vm.initramfs import initramfs
-    from .vm.qemu import Machine, check_memory
-    from .vm.run import run, stream_to
+    from memcg_bpf.testbed.kernel.api import find_built, variant_overrides
+    from memcg_bpf.paths import cache_dir
+    from memcg_bpf.testbed.vm.initramfs import initramfs
+    from memcg_bpf.testbed.vm.qemu import Machine, check_memory
+    from memcg_bpf.testbed.vm.run import run, stream_to
 
     bzimage = kernel_path or find_built(baseline=baseline, overrides=variant_overrides(variant)).bzimage
     machine = Machine(kernel=bzimage, initrd=initramfs(cache_dir()), cpus=cpus,
@@ -233,16 +233,16 @@ LEFT_BY = {"staging": " (what an interrupted load left)", "unloading": " (what a
 
 
 def _libbpf() -> "Libbpf":
-    from .libbpf import Libbpf
-    from .locate import find_libbpf
+    from memcg_bpf.bpf.libbpf import Libbpf
+    from memcg_bpf.runtime.locate import find_libbpf
     return Libbpf(find_libbpf())
 
 
 def _sources(targets: tuple[str, ...]) -> list[Path]:
-    from . import policy
-    from .errors import UsageError
+    from memcg_bpf.runtime import catalog
+    from memcg_bpf.errors import UsageError
     if not targets:
-        return [p.source for p in policy.bundled()]
+        return [p.source for p in catalog.bundled()]
     out = []
     for target in targets:
         if target.endswith(".c"):
@@ -251,15 +251,15 @@ def _sources(targets: tuple[str, ...]) -> list[Path]:
                 raise UsageError(f"{target}: no such file")
             out.append(path)
         else:
-            out.append(policy.find(target).source)
+            out.append(catalog.find(target).source)
     return out
 
 
 def _compile(bpf: "Libbpf", targets: tuple[str, ...], btf: Path | None, out_dir: Path | None) -> list[Path]:
-    from .compile import Toolchain, build_objects, default_btf
-    from .locate import find_include
-    from .paths import cache_dir
-    from .toolchain import find_clang
+    from memcg_bpf.runtime.compile import Toolchain, build_objects, default_btf
+    from memcg_bpf.runtime.locate import find_include
+    from memcg_bpf.paths import cache_dir
+    from memcg_bpf.runtime.toolchain import find_clang
     tools = Toolchain(find_clang(), find_include())
     return build_objects(bpf, _sources(targets), default_btf(btf), cache_dir(), tools, out_dir)
 
@@ -274,7 +274,7 @@ def _compile(bpf: "Libbpf", targets: tuple[str, ...], btf: Path | None, out_dir:
 def build_cmd(targets: tuple[str, ...], out_dir: Path | None, btf: Path | None, as_json: bool) -> None:
     """Compile policies with clang against a vmlinux.h made from kernel BTF.
 
-    With no argument, compiles every bundled policy. Objects are cached by
+    With no argument, compiles every bundled catalog. Objects are cached by
     the content of the source, its headers and the BTF.
 
     \b
@@ -318,10 +318,10 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
       memcg-bpf load ./my_policy.bpf.o --name mine
       memcg-bpf load reclaim_boost --set reclaim_pages=512 --replace reclaim_boost
     """
-    from . import policy
-    from .loader import check_bpf_object, load
-    from .pins import check_name
-    from .preflight import require_caps, require_memcg_ops
+    from memcg_bpf.runtime import catalog
+    from memcg_bpf.runtime.loader import check_bpf_object, load
+    from memcg_bpf.runtime.store import check_name
+    from memcg_bpf.runtime.preflight import require_caps, require_memcg_ops
 
     # What the command line alone can tell comes first, then privileges, then the kernel.
     if name is not None:
@@ -345,7 +345,7 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
         obj_path = _compile(bpf, (target,), btf, None)[0]
         source = str(sources[0])
         if not target.endswith(".c"):
-            ranges = {k.name: k.range for k in policy.find(target).knobs if k.range}
+            ranges = {k.name: k.range for k in catalog.find(target).knobs if k.range}
     default_name = obj_path.name.removesuffix(".bpf.o").removesuffix(".o")
     loaded = load(bpf, obj_path, name or default_name, sets, source=source, ranges=ranges, replace=replace)
     if as_json:
@@ -358,7 +358,7 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
 
 @main.command("unload")
 @click.argument("name", required=False)
-@click.option("--all", "unload_all", is_flag=True, help="Unload every memcg-bpf policy.")
+@click.option("--all", "unload_all", is_flag=True, help="Unload every memcg-bpf catalog.")
 def unload_cmd(name: str | None, unload_all: bool) -> None:
     """Unregister a policy and remove its pins.
 
@@ -367,9 +367,9 @@ def unload_cmd(name: str | None, unload_all: bool) -> None:
       memcg-bpf unload telemetry
       memcg-bpf unload --all
     """
-    from .loader import unload, unload_all as unload_every
-    from .pins import check_name
-    from .preflight import require_all
+    from memcg_bpf.runtime.loader import unload, unload_all as unload_every
+    from memcg_bpf.runtime.store import check_name
+    from memcg_bpf.runtime.preflight import require_all
 
     if bool(name) == unload_all:
         raise UsageError("name one policy or pass --all (see 'memcg-bpf list')")
@@ -392,9 +392,9 @@ def list_cmd(as_json: bool, enable_stats: bool) -> None:
       memcg-bpf list
       memcg-bpf list --json --enable-stats
     """
-    from . import listing
-    from .bpfsys import Sys
-    from .preflight import require_all
+    from memcg_bpf.runtime import listing
+    from memcg_bpf.bpf.syscalls import Sys
+    from memcg_bpf.runtime.preflight import require_all
 
     require_all("list")
     if enable_stats:
@@ -433,11 +433,12 @@ def stats_cmd(name: str, as_json: bool, prometheus: bool, textfile: Path | None,
     """
     import time
 
-    from . import prom, stats
-    from .bpfsys import Sys
-    from .watch import watch as watch_loop
+    from memcg_bpf.runtime import prom
+    from memcg_bpf.runtime import stats
+    from memcg_bpf.bpf.syscalls import Sys
+    from memcg_bpf.runtime.watch import watch as watch_loop
 
-    from .preflight import require_all
+    from memcg_bpf.runtime.preflight import require_all
 
     if as_json and (prometheus or textfile):
         raise UsageError("--json excludes --prometheus and --textfile: pick one")
@@ -479,9 +480,9 @@ def policies_cmd(as_json: bool) -> None:
       memcg-bpf policies
       memcg-bpf policies --json
     """
-    from . import policy
+    from memcg_bpf.runtime import catalog
 
-    found = policy.bundled()
+    found = catalog.bundled()
     if as_json:
         click.echo(json.dumps([{"name": p.name, "description": p.description, "source": str(p.source),
                                 "knobs": [{"name": k.name, "type": k.type, "default": k.default,
@@ -513,9 +514,9 @@ def bench_cmd(scenario: str, repeat: int | None, out: Path | None, quick: bool) 
     """
     import dataclasses
 
-    from .bench import FULL, QUICK, Bench, bench_dir
-    from .progress import Progress
-    from .report import render
+    from memcg_bpf.testbed.bench import FULL, QUICK, Bench, bench_dir
+    from memcg_bpf.progress import Progress
+    from memcg_bpf.testbed.report import render
 
     plan = QUICK if quick else FULL
     if repeat:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import MemcgBpfError
+from memcg_bpf.errors import MemcgBpfError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The repository root when running from a checkout (editable install, PYTHONPATH): the package lives

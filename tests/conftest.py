@@ -10,11 +10,11 @@ from typing import Iterator
 
 import pytest
 
-from memcg_bpf.compile import Toolchain, build_objects
-from memcg_bpf.kernel.api import find_built
-from memcg_bpf.libbpf import Libbpf
+from memcg_bpf.runtime.compile import Toolchain, build_objects
+from memcg_bpf.testbed.kernel.api import find_built
+from memcg_bpf.bpf.libbpf import Libbpf
 from memcg_bpf.paths import REPO_ROOT, bundled_policy_dir, cache_dir
-from memcg_bpf.toolchain import find_clang
+from memcg_bpf.runtime.toolchain import find_clang
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from memcg_bpf import btf as B
-from memcg_bpf import knobs as K
-from memcg_bpf.btfdump import raw_btf
+from memcg_bpf.bpf import btf as B
+from memcg_bpf.runtime import knobs as K
+from memcg_bpf.bpf.vmlinux_h import raw_btf
 from memcg_bpf.errors import UsageError
-from memcg_bpf.libbpf import Libbpf, Object
-from memcg_bpf.fields import Kind
-from memcg_bpf.prom import render as prometheus
-from memcg_bpf.stats import Snapshot, is_slot_table, numbers, table
+from memcg_bpf.bpf.libbpf import Libbpf, Object
+from memcg_bpf.runtime.fields import Kind
+from memcg_bpf.runtime.prom import render as prometheus
+from memcg_bpf.runtime.stats import Snapshot, is_slot_table, numbers, table
 
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
 

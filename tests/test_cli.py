@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from memcg_bpf.cli import main
-from memcg_bpf.vm.run import guest_env, job_script
+from memcg_bpf.testbed.vm.run import guest_env, job_script
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from memcg_bpf.errors import UsageError
-from memcg_bpf.kernel import kconfig
+from memcg_bpf.testbed.kernel import kconfig
 
 
 def test_fragment_keeps_order_and_last_value_wins() -> None:

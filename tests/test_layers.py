@@ -1,43 +1,47 @@
-"""The policy runtime stands apart from the test-kernel tooling: it imports none of it."""
+"""The package layout says what depends on what: generic BPF plumbing (memcg_bpf/bpf/), the policy runtime
+a sysadmin uses (memcg_bpf/runtime/), the developer's test bed (memcg_bpf/testbed/: kernel build, VM,
+benchmarks). bpf/ imports neither of the others; runtime/ imports nothing from the test bed."""
 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
+
+import pytest
 
 from memcg_bpf.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "memcg_bpf"
-# What a sysadmin runs on a patched host, and what it is built on.
-RUNTIME = ["bpfsys", "btf", "btfdump", "cgroups", "compile", "cpus", "errors", "fields", "knobs", "libbpf", "listing",
-           "loader", "locate", "maptypes", "paths", "pins", "policy", "preflight", "progress", "prom", "stats",
-           "struct_ops", "toolchain", "watch"]
-# The developer's test bed: kernel builds, the VM, benchmarks.
-TESTBED = ("memcg_bpf.kernel", "memcg_bpf.vm", "memcg_bpf.bench", "memcg_bpf.report", "memcg_bpf.guest")
-# The command line uses both.
-ENTRY = ("cli",)
+FORBIDDEN = {"bpf": ("memcg_bpf.runtime", "memcg_bpf.testbed", "memcg_bpf.cli"),
+             "runtime": ("memcg_bpf.testbed", "memcg_bpf.cli")}
 
 
-def imported(module: str) -> set[str]:
-    """Absolute names of the memcg_bpf modules a runtime module imports (at any depth in the file)."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+def imported(tree: ast.AST, module: str) -> set[str]:
+    """Absolute names of what a module imports, at any depth (lazy imports in functions too)."""
+    package = module.rpartition(".")[0]
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level == 1:
-                base = f"memcg_bpf.{base}" if base else "memcg_bpf"
-            names.update(f"{base}.{alias.name}" for alias in node.names)
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
             names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return {n for n in names if n.startswith("memcg_bpf")}
+    return names
 
 
-def test_runtime_imports_nothing_from_the_test_bed() -> None:
-    testbed_modules = [t.removeprefix("memcg_bpf.") for t in TESTBED if (PACKAGE / f"{t[10:]}.py").exists()]
-    unsorted = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__", *RUNTIME, *testbed_modules, *ENTRY}
-    assert not unsorted, f"put {sorted(unsorted)} in RUNTIME or TESTBED"
-    for module in RUNTIME:
-        bad = sorted(n for n in imported(module) if n.startswith(TESTBED))
-        assert not bad, f"memcg_bpf/{module}.py imports {bad}"
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports_nothing_from_the_layers_above(layer: str) -> None:
+    files = sorted((PACKAGE / layer).rglob("*.py"))
+    assert files
+    for path in files:
+        module = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+        bad = sorted(n for n in imported(ast.parse(path.read_text()), module) if n.startswith(FORBIDDEN[layer]))
+        assert not bad, f"{path.relative_to(REPO_ROOT)} imports {bad}"
+
+
+def test_top_level_holds_only_the_entry_and_shared_basics() -> None:
+    flat = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert flat == ["__init__", "__main__", "cli", "errors", "paths", "progress"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from memcg_bpf import locate
+from memcg_bpf.runtime import locate
 from memcg_bpf.errors import MemcgBpfError
-from memcg_bpf.libbpf import Libbpf, LibbpfError, Object
+from memcg_bpf.bpf.libbpf import Libbpf, LibbpfError, Object
 from memcg_bpf.paths import REPO_ROOT
 
 

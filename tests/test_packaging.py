@@ -8,7 +8,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from memcg_bpf.kernel.patches import read_series
+from memcg_bpf.testbed.kernel.patches import read_series
 from memcg_bpf.paths import REPO_ROOT
 
 DEBIAN_PYTHON = Path("/usr/bin/python3")
@@ -17,10 +17,10 @@ DEBIAN_PYTHON = Path("/usr/bin/python3")
 PROBE = """
 import json, tempfile
 from pathlib import Path
-from memcg_bpf.kernel.api import make_request
-from memcg_bpf.kernel.source import given_source
+from memcg_bpf.testbed.kernel.api import make_request
+from memcg_bpf.testbed.kernel.source import given_source
 from memcg_bpf.paths import patch_dir
-from memcg_bpf.vm import initramfs
+from memcg_bpf.testbed.vm import initramfs
 
 tree = Path(tempfile.mkdtemp())
 (tree / "Makefile").write_text("VERSION = 6\\nPATCHLEVEL = 12\\nSUBLEVEL = 0\\n")
@@ -71,7 +71,7 @@ def test_wheel_installs_and_finds_its_data_in_site_packages(fresh_checkout: Path
     assert resolved["patch_dir"] == str(site / "_data" / "kernel_patch")
     assert resolved["variant"] == "memcg-bpf"  # the bundled series, so the same cache key as a checkout's
     assert resolved["patches"] == [p.name for p in read_series(fresh_checkout / "kernel_patch").patches]
-    assert resolved["init"] == str(site / "vm" / "init.sh")
+    assert resolved["init"] == str(site / "testbed" / "vm" / "init.sh")
     assert Path(resolved["initramfs"]).is_file()
 
     # What only makes sense in a checkout says so in one line.

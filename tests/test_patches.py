@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from memcg_bpf.errors import MemcgBpfError, UsageError
-from memcg_bpf.kernel.patches import apply_series, read_series
+from memcg_bpf.testbed.kernel.patches import apply_series, read_series
 from memcg_bpf.paths import REPO_ROOT
 
 PATCH = """\

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from memcg_bpf.paths import REPO_ROOT
-from memcg_bpf.pins import ROOT as PIN_ROOT
-from memcg_bpf.preflight import kernel_has_memcg_ops
+from memcg_bpf.runtime.store import ROOT as PIN_ROOT
+from memcg_bpf.runtime.preflight import kernel_has_memcg_ops
 
 
 def cli(*args: str) -> tuple[int, str]:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from memcg_bpf.vm.splat import find_splats
+from memcg_bpf.testbed.vm.splat import find_splats
 
 CLEAN = """\
 [    0.000000] Linux version 6.12.117+

@@ -19,20 +19,21 @@ from typing import Any, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from memcg_bpf import btf as B
-from memcg_bpf import knobs as K
-from memcg_bpf import pins, prom
-from memcg_bpf.bpfsys import Sys
-from memcg_bpf.cgroups import CgroupNames
-from memcg_bpf.compile import Toolchain, compile_bpf, vmlinux_h
+from memcg_bpf.bpf import btf as B
+from memcg_bpf.runtime import knobs as K
+from memcg_bpf.runtime import store
+from memcg_bpf.runtime import prom
+from memcg_bpf.bpf.syscalls import Sys
+from memcg_bpf.runtime.cgroups import CgroupNames
+from memcg_bpf.runtime.compile import Toolchain, compile_bpf, vmlinux_h
 from memcg_bpf.errors import MemcgBpfError, PolicyGone
-from memcg_bpf.kernel.api import find_built
-from memcg_bpf.libbpf import Libbpf, Object
-from memcg_bpf.maptypes import MapType, UnreadableMap
+from memcg_bpf.testbed.kernel.api import find_built
+from memcg_bpf.bpf.libbpf import Libbpf, Object
+from memcg_bpf.bpf.maptypes import MapType, UnreadableMap
 from memcg_bpf.paths import cache_dir
-from memcg_bpf.stats import Reader, Snapshot
-from memcg_bpf.toolchain import find_clang
-from memcg_bpf.watch import watch
+from memcg_bpf.runtime.stats import Reader, Snapshot
+from memcg_bpf.runtime.toolchain import find_clang
+from memcg_bpf.runtime.watch import watch
 
 SHAPES = Path(__file__).parent / "bpf" / "shapes.bpf.c"
 BPF_CGROUP_INET_EGRESS = 1
@@ -88,7 +89,7 @@ def loaded(libbpf: Libbpf, shapes_object: Path, bpffs: Path) -> Iterator[Loaded]
                 m.pin(str(directory / "maps" / m.name.replace(".", "_")))
             # stats reads no link; a map stands in for it (the pin's presence means "loaded").
             sys.obj_pin(obj.map("plain").fd, str(directory / "link"))
-            pins.write_meta(sys, directory, {"object": str(shapes_object)})
+            store.write_meta(sys, directory, {"object": str(shapes_object)})
             yield Loaded(sys, obj, directory, Reader(sys, root=bpffs / "memcg-bpf"))
         finally:
             lib.bpf_prog_detach2(prog_fd, cgroup_fd, BPF_CGROUP_INET_EGRESS)
@@ -234,9 +235,9 @@ def damage(loaded: Loaded, how: str) -> None:
         loaded.sys.obj_pin(loaded.obj.program("egress").fd, str(d / "maps" / "zz_prog"))
     elif how == "garbage meta":
         (d / "meta").unlink()
-        fd = loaded.sys.create_array("memcg_bpf_meta", pins.META_SIZE)
+        fd = loaded.sys.create_array("memcg_bpf_meta", store.META_SIZE)
         try:
-            loaded.sys.update(fd, b"\0\0\0\0", b"\xff{not json".ljust(pins.META_SIZE, b"\0"))
+            loaded.sys.update(fd, b"\0\0\0\0", b"\xff{not json".ljust(store.META_SIZE, b"\0"))
             loaded.sys.obj_pin(fd, str(d / "meta"))
         finally:
             os.close(fd)
@@ -286,7 +287,7 @@ def test_watch_ends_when_the_policy_is_unloaded(loaded: Loaded) -> None:
 
     def show(snapshot: Snapshot, rates: dict[tuple[str, ...], float] | None) -> None:
         frames.append(snapshot)
-        pins.remove(loaded.directory)
+        store.remove(loaded.directory)
 
     with pytest.raises(PolicyGone) as info:
         watch(loaded.reader, NAME, 1, show, sleep=lambda _: None)

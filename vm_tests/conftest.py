@@ -13,20 +13,20 @@ from typing import Any, Callable
 
 import pytest
 
-from memcg_bpf.compile import Toolchain, compile_bpf, vmlinux_h
-from memcg_bpf.kernel.api import VARIANTS, build
-from memcg_bpf.kernel.build import Artifacts
-from memcg_bpf.libbpf import Libbpf
+from memcg_bpf.runtime.compile import Toolchain, compile_bpf, vmlinux_h
+from memcg_bpf.testbed.kernel.api import VARIANTS, build
+from memcg_bpf.testbed.kernel.build import Artifacts
+from memcg_bpf.bpf.libbpf import Libbpf
 from memcg_bpf.paths import REPO_ROOT, cache_dir
 from memcg_bpf.progress import Progress
-from memcg_bpf.toolchain import find_clang
-from memcg_bpf.vm.splat import find_splats
+from memcg_bpf.runtime.toolchain import find_clang
+from memcg_bpf.testbed.vm.splat import find_splats
 
 HERE = Path(__file__).resolve().parent
 
 
 class Kernels:
-    """The patched kernel's variants (memcg_bpf.kernel.api.VARIANTS), each built once per session."""
+    """The patched kernel's variants (memcg_bpf.testbed.kernel.api.VARIANTS), each built once per session."""
 
     def __init__(self) -> None:
         self.built: dict[str, Artifacts] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.testbed.kernel.build import Artifacts
 from memcg_bpf.paths import REPO_ROOT
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.testbed.kernel.build import Artifacts
 
 from .conftest import run_vm
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.testbed.kernel.build import Artifacts
 
 from .conftest import run_scenario
 

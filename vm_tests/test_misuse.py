@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.testbed.kernel.build import Artifacts
 
 from .bad_inputs import ROWS, BadInput, matches
 from .conftest import run_vm

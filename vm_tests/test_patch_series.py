@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from memcg_bpf import btf as B
-from memcg_bpf.btfdump import raw_btf
-from memcg_bpf.compile import vmlinux_h
-from memcg_bpf.kernel.build import Artifacts
-from memcg_bpf.libbpf import Libbpf
-from memcg_bpf.kernel.patches import read_series
+from memcg_bpf.bpf import btf as B
+from memcg_bpf.bpf.vmlinux_h import raw_btf
+from memcg_bpf.runtime.compile import vmlinux_h
+from memcg_bpf.testbed.kernel.build import Artifacts
+from memcg_bpf.bpf.libbpf import Libbpf
+from memcg_bpf.testbed.kernel.patches import read_series
 from memcg_bpf.paths import REPO_ROOT, cache_dir, patch_dir
 
 from .conftest import run_vm

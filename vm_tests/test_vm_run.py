@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from memcg_bpf.kernel import kconfig
-from memcg_bpf.kernel.build import Artifacts
+from memcg_bpf.testbed.kernel import kconfig
+from memcg_bpf.testbed.kernel.build import Artifacts
 from memcg_bpf.paths import REPO_ROOT
 
 from .conftest import run_vm

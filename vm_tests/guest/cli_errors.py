@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from memcg_bpf.bpfsys import Sys
-from memcg_bpf.libbpf import Libbpf
-from memcg_bpf.locate import find_libbpf
+from memcg_bpf.bpf.syscalls import Sys
+from memcg_bpf.bpf.libbpf import Libbpf
+from memcg_bpf.runtime.locate import find_libbpf
 
 from .cli_flow import cli, kernel_objects
 

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memcg_bpf.bpfsys import Sys
-from memcg_bpf.libbpf import Libbpf, Object
-from memcg_bpf.locate import find_libbpf
+from memcg_bpf.bpf.syscalls import Sys
+from memcg_bpf.bpf.libbpf import Libbpf, Object
+from memcg_bpf.runtime.locate import find_libbpf
 
 from .scenarios import make_cgroup, start_in_cgroup, swap_on_zram, u64_hash
 

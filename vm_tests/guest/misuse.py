@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from memcg_bpf.bpfsys import Sys
-from memcg_bpf.libbpf import Libbpf, Object
-from memcg_bpf.locate import find_libbpf
+from memcg_bpf.bpf.syscalls import Sys
+from memcg_bpf.bpf.libbpf import Libbpf, Object
+from memcg_bpf.runtime.locate import find_libbpf
 
 from ..bad_inputs import ROWS, BadInput
 from .cli_flow import cli, kernel_objects

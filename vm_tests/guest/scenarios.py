@@ -21,13 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from memcg_bpf import btf as B
-from memcg_bpf.bpfsys import Sys
-from memcg_bpf.cgroups import CGROUP_ROOT
-from memcg_bpf.cpus import online as online_cpus
-from memcg_bpf.guest import enter_cgroup, make_cgroup, swap_on_zram
-from memcg_bpf.libbpf import Libbpf, LibbpfError, Link, Map, Object
-from memcg_bpf.locate import find_libbpf
+from memcg_bpf.bpf import btf as B
+from memcg_bpf.bpf.syscalls import Sys
+from memcg_bpf.runtime.cgroups import CGROUP_ROOT
+from memcg_bpf.bpf.cpus import online as online_cpus
+from memcg_bpf.testbed.guest import enter_cgroup, make_cgroup, swap_on_zram
+from memcg_bpf.bpf.libbpf import Libbpf, LibbpfError, Link, Map, Object
+from memcg_bpf.runtime.locate import find_libbpf
 U64 = struct.Struct("<Q")
 U32 = struct.Struct("<I")
 STATS = ["calls", "done", "failed", "done_with_over", "failed_no_over", "reclaim_calls"]

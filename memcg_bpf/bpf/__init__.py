@@ -1,0 +1,1 @@
+"""Generic BPF plumbing: libbpf, BPF syscalls, BTF; knows nothing about memory cgroups."""

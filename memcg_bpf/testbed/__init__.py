@@ -1,0 +1,1 @@
+"""The developer's test bed: build the patched kernel, boot it in QEMU, benchmark it."""
