@@ -89,3 +89,14 @@ def test_two_concurrent_loads_exactly_one_wins(kernel: Artifacts, policies_built
             f"{ERROR}memcg_ops is already registered by policy '{winner[0]}': replace it with "
             f"'memcg-bpf load POLICY --replace {winner[0]}', or run 'memcg-bpf unload {winner[0]}' first")
         assert rnd["cleanup_rc"] == 0 and rnd["after"] == []
+
+
+def test_the_advice_for_a_foreign_holder_works(kernel: Artifacts, policies_built: list[Path],
+                                               bpf_object: Callable[..., Path]) -> None:
+    """The error for memcg_ops held by another program names a command; running it frees memcg_ops."""
+    r = misuse(kernel, "follow_holder_advice", {"objects": {"observe": bpf_object("observe")},
+                                                "bpftool": kernel.bpftool})
+    assert r["refused"]["rc"] == 1 and r["advice"], r["refused"]["stderr"]
+    assert r["followed_rc"] == 0, r["followed_stderr"]
+    assert r["loaded"]["rc"] == 0, r["loaded"]["stderr"]
+    assert r["cleanup"]["rc"] == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -173,8 +174,26 @@ def concurrent_loads(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     return {"rounds": out}
 
 
+def follow_holder_advice(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """memcg_ops held by a link memcg-bpf did not make: run the command the error advises, then load."""
+    with Object(bpf, args["objects"]["observe"]) as obj:
+        obj.load()
+        link = obj.struct_ops_maps()[0].attach_struct_ops()
+        refused = cli("load", "telemetry")
+        advice = re.search(r"'bpftool (link detach id \d+)'", refused["stderr"])
+        followed = subprocess.run([args["bpftool"], *advice.group(1).split()], capture_output=True, text=True,
+                                  check=False) if advice else None
+        loaded = cli("load", "telemetry")
+        cleanup = cli("unload", "--all")
+        link.destroy()
+    return {"refused": refused, "advice": advice.group(0) if advice else None,
+            "followed_rc": followed.returncode if followed else None,
+            "followed_stderr": followed.stderr if followed else "", "loaded": loaded, "cleanup": cleanup}
+
+
 CASES: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
     "bad_inputs": bad_inputs, "kill_load": kill_load, "concurrent_loads": concurrent_loads,
+    "follow_holder_advice": follow_holder_advice,
 }
 
 
