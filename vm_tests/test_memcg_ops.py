@@ -78,7 +78,7 @@ def test_mem_over_limit_is_the_limiting_ancestor(scenario: Scenario, bpf_object:
 # buffer array is one 640 KiB kcalloc(GFP_KERNEL_ACCOUNT): an order-8
 # kmalloc_large charged as 256 pages in one go. (No hugetlb: the test
 # kernel has no HUGETLBFS.)
-LARGE = {"thp": ({"thp": True}, 512), "kmalloc": ({"pipe_mb": 64}, 256)}
+LARGE: dict[str, tuple[dict[str, Any], int]] = {"thp": ({"thp": True}, 512), "kmalloc": ({"pipe_mb": 64}, 256)}
 
 # (knobs, large charges?, expected reclaim targets; None: the sizes of the charges)
 OVERRIDES = {
@@ -95,12 +95,21 @@ OVERRIDES = {
 }
 
 
+@pytest.fixture(scope="module")
+def override_runs(kernel: Artifacts, bpf_object: BpfObject, memhog: Path) -> Result:
+    """Every override case in one boot: each runs in cgroups of its own, removed after it."""
+    steps = []
+    for case, (knobs, large, _) in OVERRIDES.items():
+        hog = LARGE[large][0] if large else {}
+        steps.append([case, "observe", observe_args(bpf_object("observe"), memhog, knobs=knobs, **hog)])
+    return run_scenario(kernel, "sequence", {"steps": steps})  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("case", list(OVERRIDES))
-def test_reclaim_target_reaches_reclaim(case: str, scenario: Scenario, bpf_object: BpfObject,
-                                        memhog: Path) -> None:
-    knobs, large, expected = OVERRIDES[case]
-    hog, large_pages = LARGE[large] if large else ({}, 0)
-    result = scenario("observe", observe_args(bpf_object("observe"), memhog, knobs=knobs, **hog))
+def test_reclaim_target_reaches_reclaim(case: str, override_runs: Result) -> None:
+    _, large, expected = OVERRIDES[case]
+    large_pages = LARGE[large][1] if large else 0
+    result = override_runs[case]
     assert result["hog_rc"] == 0, "memhog failed inside the cgroup (OOM, or a large charge failed early)"
     requested = {int(k) for k in result["requested"]}
     reclaimed = {int(k) for k in result["reclaimed"]}
@@ -138,18 +147,26 @@ def check_cap_sys_admin(result: Result) -> None:
     assert result["admin_attach_errno"] == "EEXIST"
 
 
-def test_second_registration_fails_with_eexist(scenario: Scenario, bpf_object: BpfObject,
-                                               memhog: Path) -> None:
+@pytest.fixture(scope="module")
+def registered(kernel: Artifacts, bpf_object: BpfObject, memhog: Path) -> Result:
+    """The registration cases in one boot: each unregisters what it registered."""
     obj = bpf_object("observe")
-    check_exclusive(scenario("exclusive", {"first": obj, "second": obj, "memhog": memhog}))
+    steps = [["exclusive", "exclusive", {"first": obj, "second": obj, "memhog": memhog}],
+             ["legacy", "legacy", {"obj": bpf_object("observe", "LEGACY")}],
+             ["cap_sys_admin", "cap_sys_admin", {"obj": bpf_object("lifetime")}]]
+    return run_scenario(kernel, "sequence", {"steps": steps})  # type: ignore[no-any-return]
 
 
-def test_legacy_registration_is_refused(scenario: Scenario, bpf_object: BpfObject) -> None:
-    check_legacy(scenario("legacy", {"obj": bpf_object("observe", "LEGACY")}))
+def test_second_registration_fails_with_eexist(registered: Result) -> None:
+    check_exclusive(registered["exclusive"])
 
 
-def test_registration_needs_cap_sys_admin(scenario: Scenario, bpf_object: BpfObject) -> None:
-    check_cap_sys_admin(scenario("cap_sys_admin", {"obj": bpf_object("lifetime")}))
+def test_legacy_registration_is_refused(registered: Result) -> None:
+    check_legacy(registered["legacy"])
+
+
+def test_registration_needs_cap_sys_admin(registered: Result) -> None:
+    check_cap_sys_admin(registered["cap_sys_admin"])
 
 
 # -- lifetime ----------------------------------------------------------------------------
