@@ -12,7 +12,7 @@ import pytest
 from memcg_bpf.testbed.kernel.build import Artifacts
 
 from .bad_inputs import ROWS, BadInput, matches
-from .conftest import run_vm
+from .conftest import record, run_vm
 
 ERROR = "memcg-bpf: error: "
 
@@ -21,7 +21,9 @@ def misuse(kernel: Artifacts, case: str, args: dict[str, Any], timeout: float = 
     vm = run_vm(kernel, ["python3", "-m", "vm_tests.guest.misuse", case, json.dumps(args, default=str)],
                 timeout=timeout)
     assert vm.exit_code == 0, vm.stderr[-6000:]
-    return vm.json()
+    out = vm.json()
+    record(kernel, f"misuse-{case}", args, 2, out)
+    return out
 
 
 @pytest.fixture(scope="module")
