@@ -140,7 +140,9 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
                     replace_link(bpf, sys, obj, btf, ops, old_directory, staged)
                 else:
                     register(bpf, sys, ops, staged)
+                store.crash_point("load:link-pinned")
                 staged.rename(directory)
+                store.crash_point("load:renamed")
             except BaseException:
                 store.remove(staged)
                 raise
@@ -153,7 +155,9 @@ def pin_objects(sys: Sys, obj: Object, directory: Path, meta: dict[str, Any]) ->
     for m in obj.maps():
         # bpffs refuses names with dots (".bss" -> "telemetr_bss").
         m.pin(str(directory / "maps" / m.name.replace(".", "_")))
+    store.crash_point("load:maps-pinned")
     store.write_meta(sys, directory, meta)
+    store.crash_point("load:meta-pinned")
 
 
 def register(bpf: Libbpf, sys: Sys, ops: Map, staged: Path) -> None:
@@ -162,6 +166,7 @@ def register(bpf: Libbpf, sys: Sys, ops: Map, staged: Path) -> None:
         link = ops.attach_struct_ops()
     except LibbpfError as exc:
         raise register_error(exc, bpf, sys) from exc
+    store.crash_point("load:registered")
     try:
         link.pin(str(staged / "link"))
     except BaseException:

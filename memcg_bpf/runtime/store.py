@@ -168,12 +168,28 @@ def read_meta(sys: Sys, directory: Path) -> dict[str, Any]:
     return meta
 
 
+def crash_point(step: str) -> None:
+    """Fault injection for the tests: die by SIGKILL here if MEMCG_BPF_KILL_AT names this step.
+
+    vm_tests/test_misuse.py kills loads and unloads at every step this way
+    (polling from outside cannot hit the short windows under TCG).
+    """
+    if os.environ.get("MEMCG_BPF_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# The steps crash_point() names, in order.
+LOAD_STEPS = ("load:maps-pinned", "load:meta-pinned", "load:registered", "load:link-pinned", "load:renamed")
+UNLOAD_STEPS = ("unload:renamed-away", "unload:link-unpinned")
+
+
 def remove(directory: Path) -> None:
     """Unpin everything below directory (unpinning the link first unregisters the policy)."""
     try:
         (directory / "link").unlink()
     except FileNotFoundError:
         pass
+    crash_point("unload:link-unpinned")
     shutil.rmtree(directory, ignore_errors=False, onerror=_gone_is_fine)
     try:
         ROOT.rmdir()
@@ -191,4 +207,5 @@ def unpublish(directory: Path) -> Path:
     """Rename a loaded policy away in one step, so that it is not 'loaded' any more; then remove it."""
     gone = ROOT / f"+unloading-{os.getpid()}-{directory.name}"
     directory.rename(gone)
+    crash_point("unload:renamed-away")
     return gone

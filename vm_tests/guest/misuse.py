@@ -1,7 +1,7 @@
 """Runs inside the test VM: misuse of the memcg-bpf CLI, reported as JSON.
 
     python3 -m vm_tests.guest.misuse bad_inputs '{"objects": {NAME: PATH}}'
-    python3 -m vm_tests.guest.misuse kill_load '{"rounds": N, "max_delay": S}'
+    python3 -m vm_tests.guest.misuse kill_load '{}'
     python3 -m vm_tests.guest.misuse concurrent_loads '{"rounds": N}'
 
 bad_inputs runs every row of vm_tests/bad_inputs.py: prepares its setup,
@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 from memcg_bpf.bpf.syscalls import Sys
 from memcg_bpf.bpf.libbpf import Libbpf, Object
+from memcg_bpf.runtime.store import LOAD_STEPS, UNLOAD_STEPS
 from memcg_bpf.runtime.locate import find_libbpf
 
 from ..bad_inputs import ROWS, BadInput
@@ -136,28 +135,34 @@ def pinned_links(sys_: Sys) -> set[int]:
 
 
 def kill_load(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
-    """kill -9 loads and unloads at random moments; after each: list works, no unnamed registration."""
+    """A load and an unload killed (SIGKILL) at each of their steps; after each: list, and who is registered."""
     sys_ = Sys(bpf)
-    rng = random.Random(args.get("seed", 1))
     rounds: list[dict[str, Any]] = []
-    for n in range(args["rounds"]):
-        unloading = n % 3 == 2 and cli("load", "telemetry")["rc"] == 0
-        argv = ["unload", "telemetry"] if unloading else ["load", "telemetry"]
-        proc = subprocess.Popen([sys.executable, "-m", "memcg_bpf", *argv],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0, args["max_delay"]))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    for step in (*LOAD_STEPS, *UNLOAD_STEPS):
+        command = step.split(":")[0]
+        if command == "unload":
+            assert cli("load", "telemetry")["rc"] == 0
+        proc = subprocess.run([sys.executable, "-m", "memcg_bpf", command, "telemetry"],
+                              env={**os.environ, "MEMCG_BPF_KILL_AT": step}, capture_output=True, check=False)
         listing = cli("list", "--json")
         entries = json.loads(listing["stdout"]) if listing["rc"] == 0 else None
         unnamed = registrations(sys_) - pinned_links(sys_)
-        cleanup = cli("unload", "--all") if entries else {"rc": 0}
-        rounds.append({"command": argv[0], "list_rc": listing["rc"], "list_stderr": listing["stderr"][-500:],
+        text = cli("list")["stdout"]
+        cleanup = cli("unload", "--all") if entries else {"rc": 0, "stdout": ""}
+        rounds.append({"step": step, "rc": proc.returncode, "list_rc": listing["rc"],
+                       "list_stderr": listing["stderr"][-500:], "list_text": text,
                        "entries": [{"name": e["name"], "broken": e["broken"], "link_id": e["link_id"]}
                                    for e in entries or []],
                        "unnamed_registrations": sorted(unnamed), "cleanup_rc": cleanup["rc"],
+                       "cleanup_stdout": cleanup["stdout"],
                        "after_cleanup": pins(), "registered_after_cleanup": sorted(registrations(sys_))})
-    return {"rounds": rounds}
+    # The next load clears what a killed one left (still registered) and takes its place.
+    subprocess.run([sys.executable, "-m", "memcg_bpf", "load", "telemetry"],
+                   env={**os.environ, "MEMCG_BPF_KILL_AT": "load:link-pinned"}, capture_output=True, check=False)
+    next_load = cli("load", "telemetry")
+    gc = {"load_rc": next_load["rc"], "load_stderr": next_load["stderr"][-500:],
+          "entries": json.loads(cli("list", "--json")["stdout"]), "cleanup_rc": cli("unload", "--all")["rc"]}
+    return {"rounds": rounds, "gc": gc}
 
 
 def concurrent_loads(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
