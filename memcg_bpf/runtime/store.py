@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,13 +170,17 @@ def read_meta(sys: Sys, directory: Path) -> dict[str, Any]:
 
 
 def crash_point(step: str) -> None:
-    """Fault injection for the tests: die by SIGKILL here if MEMCG_BPF_KILL_AT names this step.
+    """Fault injection for the tests: die by SIGKILL here if MEMCG_BPF_KILL_AT names this step,
+    or stop for MEMCG_BPF_PAUSE_SECONDS (default 3) if MEMCG_BPF_PAUSE_AT does.
 
-    vm_tests/test_misuse.py kills loads and unloads at every step this way
+    vm_tests/test_misuse.py kills loads and unloads at every step this way,
+    and holds one load in its critical section while another starts
     (polling from outside cannot hit the short windows under TCG).
     """
     if os.environ.get("MEMCG_BPF_KILL_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("MEMCG_BPF_PAUSE_AT") == step:
+        time.sleep(float(os.environ.get("MEMCG_BPF_PAUSE_SECONDS", "3")))
 
 
 # The steps crash_point() names, in order.

@@ -166,15 +166,24 @@ def kill_load(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
 
 
 def concurrent_loads(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
-    """Two loads at once (different names): exactly one may win, the other says who holds memcg_ops."""
+    """Two loads at once (different names): the first holds its critical section (registered, not yet
+    renamed into place) for 3 s while the second starts; exactly one may win, and the other must
+    name the winner."""
     out = []
     for _ in range(args["rounds"]):
-        procs = [subprocess.Popen([sys.executable, "-m", "memcg_bpf", "load", policy, "--name", name],
+        first = subprocess.Popen([sys.executable, "-m", "memcg_bpf", "load", "telemetry", "--name", "first"],
+                                 env={**os.environ, "MEMCG_BPF_PAUSE_AT": "load:registered"},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not any(PINS.glob("+staging-*/meta")) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        paused = any(PINS.glob("+staging-*/meta"))
+        second = subprocess.Popen([sys.executable, "-m", "memcg_bpf", "load", "noop", "--name", "second"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for policy, name in (("telemetry", "first"), ("noop", "second"))]
-        results = [{"rc": p.wait(), "stderr": p.communicate()[1]} for p in procs]
+        results = [{"name": name, "rc": p.wait(), "stderr": p.communicate()[1]}
+                   for name, p in (("first", first), ("second", second))]
         listing = json.loads(cli("list", "--json")["stdout"])
-        out.append({"results": results, "loaded": [e["name"] for e in listing],
+        out.append({"paused": paused, "results": results, "loaded": [e["name"] for e in listing],
                     "cleanup_rc": cli("unload", "--all")["rc"], "after": pins()})
     return {"rounds": out}
 
