@@ -104,6 +104,9 @@ def test_two_concurrent_loads_exactly_one_wins(kernel: Artifacts, policies_built
     r = misuse(kernel, "concurrent_loads", {"rounds": 2})
     for rnd in r["rounds"]:
         assert rnd["paused"], "the first load never reached its critical section; the test proves nothing"
+        [during] = rnd["during"]
+        assert during["name"] == "first" and during["in_progress"], during
+        assert during["broken"].startswith("a load in progress (pid "), during
         first, second = rnd["results"]
         assert first["rc"] == 0, first["stderr"]
         assert second["rc"] == 1, second["stderr"]

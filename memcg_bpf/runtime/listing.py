@@ -31,15 +31,31 @@ def enable_stats() -> None:
 
 BROKEN = {"staging": "an interrupted load (pid {pid}) left this",
           "unloading": "an interrupted unload (pid {pid}) left this"}
+IN_PROGRESS = {"staging": "a load in progress (pid {pid})", "unloading": "an unload in progress (pid {pid})"}
+
+
+def alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def describe(sys: Sys, entry: store.Entry) -> dict[str, Any]:
     """One policy; a broken one (interrupted, damaged) has "broken": why, and what is known."""
     out: dict[str, Any] = {"name": entry.name, "directory": str(entry.directory), "broken": None,
+                           "in_progress": False,
                            "object": None, "source": None, "knobs": {}, "loaded_at": None,
                            "link_id": None, "struct_ops_map_id": None, "programs": []}
     if entry.state != "loaded":
-        out["broken"] = BROKEN[entry.state].format(pid=entry.pid)
+        # list takes no lock: a live pid is a load or unload that is still running (or a reused pid).
+        out["in_progress"] = alive(entry.pid)
+        out["broken"] = (IN_PROGRESS if out["in_progress"] else BROKEN)[entry.state].format(pid=entry.pid)
     try:
         meta = store.read_meta(sys, entry.directory)
     except (MemcgBpfError, OSError) as exc:
@@ -93,6 +109,9 @@ def render(entries: list[dict[str, Any]], stats_on: bool) -> str:
         return "no memcg-bpf policy is loaded"
     lines = []
     for e in entries:
+        if e["in_progress"]:
+            lines.append(f"{e['name']}: {e['broken']}")
+            continue
         if e["broken"]:
             lines.append(f"{e['name']}: BROKEN: {e['broken']}; 'memcg-bpf unload {e['name']}' removes it")
             lines.append(f"  pins   {e['directory']}")

@@ -178,12 +178,14 @@ def concurrent_loads(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
         while not any(PINS.glob("+staging-*/meta")) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         paused = any(PINS.glob("+staging-*/meta"))
+        during = [{k: e[k] for k in ("name", "broken", "in_progress")}
+                  for e in json.loads(cli("list", "--json")["stdout"])]
         second = subprocess.Popen([sys.executable, "-m", "memcg_bpf", "load", "noop", "--name", "second"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         results = [{"name": name, "rc": p.wait(), "stderr": p.communicate()[1]}
                    for name, p in (("first", first), ("second", second))]
         listing = json.loads(cli("list", "--json")["stdout"])
-        out.append({"paused": paused, "results": results, "loaded": [e["name"] for e in listing],
+        out.append({"paused": paused, "during": during, "results": results, "loaded": [e["name"] for e in listing],
                     "cleanup_rc": cli("unload", "--all")["rc"], "after": pins()})
     return {"rounds": out}
 
