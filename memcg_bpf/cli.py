@@ -329,21 +329,19 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
     if replace is not None:
         check_name(replace)
     ranges: dict[str, tuple[int, int]] = {}
-    if target.endswith(".o"):
+    compiled = not target.endswith(".o")
+    if compiled:
+        source = str(_sources((target,))[0])
+    else:
         obj_path, source = Path(target), ""
         if not obj_path.is_file():
             raise UsageError(f"{target}: no such file")
         check_bpf_object(obj_path)
-        require_caps("load")
-        require_memcg_ops()
-        bpf = _libbpf()
-    else:
-        sources = _sources((target,))
-        require_caps("load")
-        require_memcg_ops()
-        bpf = _libbpf()
+    require_caps("load")
+    require_memcg_ops()
+    bpf = _libbpf()
+    if compiled:
         obj_path = _compile(bpf, (target,), btf, None)[0]
-        source = str(sources[0])
         if not target.endswith(".c"):
             ranges = {k.name: k.range for k in catalog.find(target).knobs if k.range}
     default_name = obj_path.name.removesuffix(".bpf.o").removesuffix(".o")

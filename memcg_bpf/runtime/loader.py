@@ -242,7 +242,7 @@ def unload(name: str) -> list[store.Entry]:
         if not found:
             store.require_loaded(name)   # raises with the list of loaded policies
         for entry in found:
-            store.remove(store.unpublish(entry.directory) if entry.state == "loaded" else entry.directory)
+            store.discard(entry)
     return found
 
 
@@ -251,5 +251,5 @@ def unload_all() -> list[store.Entry]:
     with store.locked():
         found = store.entries()
         for entry in found:
-            store.remove(store.unpublish(entry.directory) if entry.state == "loaded" else entry.directory)
+            store.discard(entry)
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -19,7 +20,9 @@ def no_memcg_ops() -> str:
             "memcg-bpf patches, or try it in the test VM: memcg-bpf vm run -- memcg-bpf ...")
 
 
+@functools.lru_cache(maxsize=None)
 def kernel_has_memcg_ops(btf_path: Path = VMLINUX_BTF) -> bool:
+    """Whether the BTF file has memcg_ops; read once per file and process (load asks three times)."""
     try:
         data = btf_path.read_bytes()
     except OSError:

@@ -132,8 +132,13 @@ def collect_garbage() -> list[Entry]:
     """Remove what interrupted loads and unloads left (call with the lock held)."""
     removed = [e for e in entries() if e.state != "loaded"]
     for entry in removed:
-        remove(entry.directory)
+        discard(entry)
     return removed
+
+
+def discard(entry: Entry) -> None:
+    """Remove an entry; a loaded policy is renamed away first, so it stops being loaded in one step."""
+    remove(unpublish(entry.directory) if entry.state == "loaded" else entry.directory)
 
 
 def write_meta(sys: Sys, directory: Path, meta: dict[str, Any]) -> None:

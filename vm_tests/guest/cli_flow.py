@@ -22,11 +22,11 @@ from typing import Any
 
 from memcg_bpf.bpf.syscalls import Sys
 from memcg_bpf.bpf.libbpf import Libbpf, Object
+from memcg_bpf.bpf.maptypes import MapType
 from memcg_bpf.runtime.locate import find_libbpf
 
 from .scenarios import make_cgroup, start_in_cgroup, swap_on_zram, u64_hash
 
-STRUCT_OPS_MAP = 26
 
 
 def cli(*args: str) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def cli(*args: str) -> dict[str, Any]:
 
 
 def kernel_objects(sys_: Sys) -> dict[str, list[int]]:
-    maps = [info.id for info in sys_.map_infos() if info.type == STRUCT_OPS_MAP]
+    maps = [info.id for info in sys_.map_infos() if info.type == MapType.STRUCT_OPS]
     return {"struct_ops_maps": maps, "progs": list(sys_.prog_ids())}
 
 

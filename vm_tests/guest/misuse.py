@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 from memcg_bpf.bpf.syscalls import Sys
 from memcg_bpf.bpf.libbpf import Libbpf, Object
+from memcg_bpf.bpf.maptypes import MapType
 from memcg_bpf.runtime.store import LOAD_STEPS, UNLOAD_STEPS
 from memcg_bpf.runtime.locate import find_libbpf
 
@@ -119,7 +120,7 @@ def bad_inputs(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
 
 def registrations(sys_: Sys) -> set[int]:
     """Ids of the memcg_ops struct_ops maps some link runs."""
-    struct_ops = {info.id for info in sys_.map_infos() if info.type == 26}
+    struct_ops = {info.id for info in sys_.map_infos() if info.type == MapType.STRUCT_OPS}
     return {link.struct_ops_map_id for link in sys_.link_infos() if link.struct_ops_map_id in struct_ops}
 
 

@@ -282,18 +282,9 @@ class Builder:
         for directory in (libbpf_out, bpftool_out):
             directory.mkdir(parents=True, exist_ok=True)
         self.progress.say("tools", "building libbpf and bpftool from the kernel tree")
-        steps = [
-            (self.src / "tools/lib/bpf", [f"OUTPUT={libbpf_out}/"]),
-            (self.src / "tools/lib/bpf", [f"OUTPUT={libbpf_out}/", f"DESTDIR={tools / 'headers'}",
-                                           "prefix=", "install_headers"]),
-            (self.src / "tools/bpf/bpftool", [f"OUTPUT={bpftool_out}/", f"CLANG={clang}", f"LLVM_STRIP={strip}"]),
-        ]
-        for directory, args in steps:
-            result = subprocess.run(["make", "-C", str(directory), f"-j{self.jobs}", *args],
-                                    capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
-                raise MemcgBpfError(f"building {directory.name} failed; its output ends:\n{tail}")
+        libbpf.make(self.src, libbpf_out, tools / "headers", self.jobs)
+        libbpf.make_tool(self.src / "tools/bpf/bpftool",
+                         [f"OUTPUT={bpftool_out}/", f"CLANG={clang}", f"LLVM_STRIP={strip}"], self.jobs, "bpftool")
 
     # -- artifacts ------------------------------------------------------------
     def collect(self, warnings: list[str], seconds: float) -> Artifacts:

@@ -46,6 +46,22 @@ def built_version(out: Path) -> str:
     return re.sub(r"^libbpf\.so\.", "", sonames[-1].name)
 
 
+def make_tool(directory: Path, args: list[str], jobs: int, what: str) -> None:
+    """make -C directory ARGS, or an error with the end of make's output."""
+    result = subprocess.run(["make", "-C", str(directory), f"-j{jobs}", *args],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
+        raise MemcgBpfError(f"building {what} failed; its output ends:\n{tail}")
+
+
+def make(tree: Path, out: Path, headers: Path, jobs: int) -> None:
+    """Build tree's tools/lib/bpf into out (libbpf.so.X.Y.Z) and its headers into headers/include."""
+    src = tree / "tools" / "lib" / "bpf"
+    make_tool(src, [f"OUTPUT={out}/"], jobs, "libbpf")
+    make_tool(src, [f"OUTPUT={out}/", f"DESTDIR={headers}", "prefix=", "install_headers"], jobs, "libbpf")
+
+
 def build(tree: Path, jobs: int, progress: Progress) -> Path:
     """make tools/lib/bpf of tree in a scratch directory, then install; returns the install."""
     src = tree / "tools" / "lib" / "bpf"
@@ -55,12 +71,7 @@ def build(tree: Path, jobs: int, progress: Progress) -> Path:
         out, headers = Path(scratch) / "out", Path(scratch) / "headers"
         out.mkdir()
         progress.say("libbpf", f"building libbpf from {src}")
-        for args in ([f"OUTPUT={out}/"], [f"OUTPUT={out}/", f"DESTDIR={headers}", "prefix=", "install_headers"]):
-            result = subprocess.run(["make", "-C", str(src), f"-j{jobs}", *args],
-                                    capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
-                raise MemcgBpfError(f"building libbpf failed; its output ends:\n{tail}")
+        make(tree, out, headers, jobs)
         version = built_version(out)
         final = install(sorted(out.glob("libbpf.so.*.*"))[-1], headers / "include", version)
     progress.say("libbpf", f"libbpf {version} installed in {final}")
