@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from memcg_bpf.bpf.syscalls import Sys
 from memcg_bpf.bpf.libbpf import Libbpf
 from memcg_bpf.runtime.locate import find_libbpf
 
-from .cli_flow import cli, kernel_objects
+from .cli_flow import cli, kernel_objects, pinned
 
 
 def replace(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
@@ -52,8 +51,7 @@ def main() -> None:
     while kernel_objects(sys_) != before and time.monotonic() < deadline:
         time.sleep(0.2)
     result["objects_left"] = kernel_objects(sys_) != before
-    bpffs = Path("/sys/fs/bpf")
-    result["pins_left"] = sorted(str(p) for p in bpffs.rglob("*")) if bpffs.is_dir() else []
+    result["pins_left"] = pinned()
     print(json.dumps(result))
 
 

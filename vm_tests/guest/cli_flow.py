@@ -36,6 +36,12 @@ def cli(*args: str) -> dict[str, Any]:
             "seconds": round(time.monotonic() - started, 3)}
 
 
+def pinned() -> list[str]:
+    """Everything pinned in bpffs."""
+    bpffs = Path("/sys/fs/bpf")
+    return sorted(str(p) for p in bpffs.rglob("*")) if bpffs.is_dir() else []
+
+
 def kernel_objects(sys_: Sys) -> dict[str, list[int]]:
     maps = [info.id for info in sys_.map_infos() if info.type == MapType.STRUCT_OPS]
     return {"struct_ops_maps": maps, "progs": list(sys_.prog_ids())}
@@ -103,7 +109,7 @@ def main() -> None:
         if result["after"] == result["before"] or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    result["pins_left"] = sorted(str(p) for p in Path("/sys/fs/bpf").rglob("*"))
+    result["pins_left"] = pinned()
     print(json.dumps(result))
 
 

@@ -29,7 +29,7 @@ from memcg_bpf.runtime.store import LOAD_STEPS, UNLOAD_STEPS
 from memcg_bpf.runtime.locate import find_libbpf
 
 from ..bad_inputs import ROWS, BadInput
-from .cli_flow import cli, kernel_objects
+from .cli_flow import cli, kernel_objects, pinned
 
 BPFFS = Path("/sys/fs/bpf")
 PINS = BPFFS / "memcg-bpf"
@@ -40,10 +40,6 @@ USERS = {
     "no-sys-admin": ["setpriv", "--bounding-set=-sys_admin"],
 }
 BROKEN_C = "int broken( {\n"
-
-
-def pins() -> list[str]:
-    return sorted(str(p) for p in BPFFS.rglob("*")) if BPFFS.is_dir() else []
 
 
 @contextmanager
@@ -105,15 +101,15 @@ def bad_inputs(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     sys_ = Sys(bpf)
     results = {}
     for row in ROWS:
-        before = (pins(), kernel_objects(sys_))
+        before = (pinned(), kernel_objects(sys_))
         with prepared(row.setup, bpf, args["objects"]):
-            during = pins()
+            during = pinned()
             result = run_row(row, args["objects"])
-            result["pins_changed"] = pins() != during
+            result["pins_changed"] = pinned() != during
         deadline = time.monotonic() + 10   # freed programs and maps go away after an RCU grace period
-        while (pins(), kernel_objects(sys_)) != before and time.monotonic() < deadline:
+        while (pinned(), kernel_objects(sys_)) != before and time.monotonic() < deadline:
             time.sleep(0.2)
-        result["left_behind"] = (pins(), kernel_objects(sys_)) != before
+        result["left_behind"] = (pinned(), kernel_objects(sys_)) != before
         results[row.id] = result
     return results
 
@@ -156,7 +152,7 @@ def kill_load(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
                                    for e in entries or []],
                        "unnamed_registrations": sorted(unnamed), "cleanup_rc": cleanup["rc"],
                        "cleanup_stdout": cleanup["stdout"],
-                       "after_cleanup": pins(), "registered_after_cleanup": sorted(registrations(sys_))})
+                       "after_cleanup": pinned(), "registered_after_cleanup": sorted(registrations(sys_))})
     # The next load clears what a killed one left (still registered) and takes its place.
     subprocess.run([sys.executable, "-m", "memcg_bpf", "load", "telemetry"],
                    env={**os.environ, "MEMCG_BPF_KILL_AT": "load:link-pinned"}, capture_output=True, check=False)
@@ -187,7 +183,7 @@ def concurrent_loads(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
                    for name, p in (("first", first), ("second", second))]
         listing = json.loads(cli("list", "--json")["stdout"])
         out.append({"paused": paused, "during": during, "results": results, "loaded": [e["name"] for e in listing],
-                    "cleanup_rc": cli("unload", "--all")["rc"], "after": pins()})
+                    "cleanup_rc": cli("unload", "--all")["rc"], "after": pinned()})
     return {"rounds": out}
 
 
