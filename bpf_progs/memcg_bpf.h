@@ -24,7 +24,7 @@ typedef __u64 memcg_bpf_cgid_t;
 
 /*
  * How `memcg-bpf stats` treats an integer field or global, when its name
- * does not say it (see memcg_bpf/fields.py): a counter only grows (summed
+ * does not say it (see memcg_bpf/runtime/fields.py): a counter only grows (summed
  * over CPUs, a Prometheus counter), a gauge is a level (summed over CPUs, a
  * Prometheus gauge), a timestamp is a point in time (the latest over CPUs).
  * E.g. `__u64 wait_ns MEMCG_BPF_COUNTER;` for a total duration.

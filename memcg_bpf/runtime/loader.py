@@ -94,7 +94,7 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
     """Load and register a policy; with replace, take over the link of that loaded policy.
 
     All or nothing: everything is pinned under a staging directory that
-    becomes NAME in one rename, under the load/unload lock (see pins).
+    becomes NAME in one rename, under the load/unload lock (see store).
     """
     # Everything that can be checked without the kernel first, so bad input
     # gets its own message on any machine.
