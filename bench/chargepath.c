@@ -19,7 +19,10 @@
  * round (CLOCK_MONOTONIC; under QEMU -icount shift=0 that is one nanosecond
  * per guest instruction, so the numbers repeat).
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,9 +80,38 @@ static void shmem(size_t bytes)
 	unlink(path);
 }
 
+#define KMEM_DIR "/tmp/chargepath.kmem"
+
+/*
+ * A run killed mid-round (the OOM killer, in a pressure regime) leaves its
+ * files behind; the next run starts by removing them, outside the timing.
+ */
+static void remove_leftovers(void)
+{
+	char path[sizeof(KMEM_DIR) + 1 + NAME_MAX + 1];
+	struct dirent *entry;
+	DIR *d = opendir(KMEM_DIR);
+
+	if (!d) {
+		if (errno != ENOENT)
+			die("chargepath: opendir");
+		return;
+	}
+	while ((entry = readdir(d))) {
+		if (entry->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", KMEM_DIR, entry->d_name);
+		if (unlink(path))
+			die("chargepath: unlink leftover");
+	}
+	closedir(d);
+	if (rmdir(KMEM_DIR))
+		die("chargepath: rmdir leftover");
+}
+
 static void kmem(size_t files)
 {
-	const char *dir = "/tmp/chargepath.kmem";
+	const char *dir = KMEM_DIR;
 	char path[64];
 
 	if (mkdir(dir, 0700))
@@ -123,6 +155,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	units = strcmp(mode, "kmem") ? (size << 20) / PAGE : size;
+	if (!strcmp(mode, "kmem"))
+		remove_leftovers();
 	if (balloon_bytes) {
 		balloon = mmap(NULL, balloon_bytes, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
