@@ -69,6 +69,9 @@ def dump_c(bpf: Libbpf, btf_path: Path) -> str:
                             "or /sys/kernel/btf/vmlinux")
     chunks: list[str] = []
     buf = ctypes.create_string_buffer(1 << 16)
+    # Without argtypes ctypes passes the va_list pointer as a 32-bit int.
+    _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+    _libc.vsnprintf.restype = ctypes.c_int
 
     def printer(_ctx: int, fmt: bytes, args: int) -> None:
         n = _libc.vsnprintf(buf, len(buf), fmt, args)
