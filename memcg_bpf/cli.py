@@ -300,16 +300,32 @@ def build_cmd(targets: tuple[str, ...], out_dir: Path | None, btf: Path | None, 
               help="BTF to compile a bundled policy against (default: the running kernel's).")
 @click.option("--replace", metavar="NAME",
               help="Take over the registration of loaded policy NAME in one step (no moment without a policy).")
+@click.option("--cgroup", "cgroup", metavar="CGROUP",
+              help="Attach to this cgroup2 cgroup ('/batch', or a path under the cgroup2 mount) "
+                   "instead of the root (the whole machine).")
+@click.option("--allow-override", is_flag=True,
+              help="Let policies be attached below this one; they then govern their own subtrees.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was loaded as JSON.")
 def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | None, replace: str | None,
-             as_json: bool) -> None:
+             cgroup: str | None, allow_override: bool, as_json: bool) -> None:
     """Register a policy's memcg_ops and pin it under /sys/fs/bpf/memcg-bpf/NAME.
 
     The policy stays active after the command exits, until 'unload'.
-    A bundled policy is compiled on first use. One policy is registered
-    at a time: --replace swaps a loaded one for this one atomically
-    (BPF_LINK_UPDATE) and removes the old one's pins; once it returns the
-    old policy runs nowhere. Registering needs CAP_SYS_ADMIN.
+    A bundled policy is compiled on first use. Registering needs
+    CAP_SYS_ADMIN.
+
+    \b
+    Where it applies: a policy is attached to one cgroup (--cgroup; the
+    root, so the whole machine, by default) and governs it and every
+    cgroup below it that has no policy attached closer to it. So
+    siblings can run different policies. One policy per cgroup:
+    --replace swaps a loaded one for this one atomically
+    (BPF_LINK_UPDATE) at the same cgroup and removes the old one's pins;
+    once it returns the old policy runs nowhere. A policy can be
+    attached below another only if that one was loaded with
+    --allow-override. Only the policy governing the cgroup whose limit
+    was hit sets the reclaim target; policies below it just observe.
+    Removing the cgroup detaches its policy ('list' shows it inert).
 
     \b
     Examples:
@@ -317,8 +333,10 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
       memcg-bpf load reclaim_boost --set reclaim_pages=256 --set cgroup_ids=/batch
       memcg-bpf load ./my_policy.bpf.o --name mine
       memcg-bpf load reclaim_boost --set reclaim_pages=512 --replace reclaim_boost
+      memcg-bpf load telemetry --cgroup / --allow-override --name fleet
+      memcg-bpf load reclaim_boost --cgroup /batch --name batch
     """
-    from memcg_bpf.runtime import catalog
+    from memcg_bpf.runtime import attach, catalog
     from memcg_bpf.runtime.loader import check_bpf_object, load
     from memcg_bpf.runtime.store import check_name
     from memcg_bpf.runtime.preflight import require_caps, require_memcg_ops
@@ -337,6 +355,7 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
         if not obj_path.is_file():
             raise UsageError(f"{target}: no such file")
         check_bpf_object(obj_path)
+    where = attach.resolve(cgroup, allow_override) if cgroup is not None or allow_override else None
     require_caps("load")
     require_memcg_ops()
     bpf = _libbpf()
@@ -345,13 +364,16 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
         if not target.endswith(".c"):
             ranges = {k.name: k.range for k in catalog.find(target).knobs if k.range}
     default_name = obj_path.name.removesuffix(".bpf.o").removesuffix(".o")
-    loaded = load(bpf, obj_path, name or default_name, sets, source=source, ranges=ranges, replace=replace)
+    loaded = load(bpf, obj_path, name or default_name, sets, source=source, ranges=ranges, replace=replace,
+                  target=where)
     if as_json:
         click.echo(json.dumps(loaded.meta, indent=2))
     else:
         knobs = ", ".join(f"{k}={v}" for k, v in loaded.meta["knobs"].items()) or "no knobs"
         replaced = f", replacing {replace}" if replace else ""
-        click.echo(f"loaded {loaded.name} ({knobs}{replaced}); pinned at {loaded.directory}")
+        override = ", allows override" if loaded.meta["allow_override"] else ""
+        click.echo(f"loaded {loaded.name} on {loaded.meta['cgroup']} ({knobs}{replaced}{override}); "
+                   f"pinned at {loaded.directory}")
 
 
 @main.command("unload")

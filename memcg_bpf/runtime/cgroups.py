@@ -48,9 +48,9 @@ class CgroupNames:
     once every min_rescan seconds: ids of removed cgroups stay unknown.
     """
 
-    def __init__(self, root: Path = CGROUP_ROOT, min_rescan: float = 1.0,
+    def __init__(self, root: Path | None = None, min_rescan: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.root = root
+        self.root = root or cgroup2_root()
         self.min_rescan = min_rescan
         self.clock = clock
         self._names: dict[int, str] | None = None

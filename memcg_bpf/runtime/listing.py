@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from memcg_bpf.runtime import store
+from memcg_bpf.runtime import cgroups, store
 from memcg_bpf.bpf.syscalls import Sys
 from memcg_bpf.errors import MemcgBpfError
 from memcg_bpf.bpf.libbpf import LibbpfError
@@ -51,6 +51,7 @@ def describe(sys: Sys, entry: store.Entry) -> dict[str, Any]:
     out: dict[str, Any] = {"name": entry.name, "directory": str(entry.directory), "broken": None,
                            "in_progress": False,
                            "object": None, "source": None, "knobs": {}, "loaded_at": None,
+                           "cgroup": "/", "cgroup_id": 0, "allow_override": False, "cgroup_removed": False,
                            "link_id": None, "struct_ops_map_id": None, "programs": []}
     if entry.state != "loaded":
         # list takes no lock: a live pid is a load or unload that is still running (or a reused pid).
@@ -61,7 +62,9 @@ def describe(sys: Sys, entry: store.Entry) -> dict[str, Any]:
     except (MemcgBpfError, OSError) as exc:
         out["broken"] = out["broken"] or f"no readable metadata ({_reason(exc)})"
         meta = {}
-    out.update({k: meta.get(k, out[k]) for k in ("object", "source", "knobs", "loaded_at")})
+    out.update({k: meta.get(k, out[k]) for k in ("object", "source", "knobs", "loaded_at", "cgroup", "cgroup_id",
+                                                 "allow_override")})
+    out["cgroup_removed"] = bool(out["cgroup_id"]) and not cgroup_exists(out["cgroup"], out["cgroup_id"])
     try:
         fd = sys.obj_get(str(entry.directory / "link"))
     except (MemcgBpfError, OSError) as exc:
@@ -78,6 +81,14 @@ def describe(sys: Sys, entry: store.Entry) -> dict[str, Any]:
     for prog_name, prog_id in sorted(meta.get("prog_ids", {}).items()):
         out["programs"].append(program(sys, prog_name, prog_id))
     return out
+
+
+def cgroup_exists(path: str, cgroup_id: int) -> bool:
+    """Is the cgroup a policy was attached to still there (same path, same id)?"""
+    try:
+        return cgroups.cgroup_id(cgroups.cgroup2_root() / path.lstrip("/")) == cgroup_id
+    except OSError:
+        return False
 
 
 def _reason(exc: Exception) -> str:
@@ -121,6 +132,11 @@ def render(entries: list[dict[str, Any]], stats_on: bool) -> str:
         knobs = ", ".join(f"{k}={v}" for k, v in e["knobs"].items()) or "-"
         lines.append(f"{e['name']}: link {e['link_id']}, struct_ops map {e['struct_ops_map_id']}, "
                      f"loaded {e['loaded_at']}")
+        override = ", allows override" if e["allow_override"] else ""
+        if e["cgroup_removed"]:
+            lines.append(f"  cgroup {e['cgroup']} (removed: the policy is inert; 'memcg-bpf unload {e['name']}')")
+        else:
+            lines.append(f"  cgroup {e['cgroup']}{override}")
         lines.append(f"  object {e['object']}")
         lines.append(f"  knobs  {knobs}")
         for p in e["programs"]:

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from memcg_bpf.bpf import btf as B
+from memcg_bpf.runtime import attach
 from memcg_bpf.runtime import knobs as K
 from memcg_bpf.runtime import store
+from memcg_bpf.runtime.cgroups import CgroupNames
 from memcg_bpf.bpf.syscalls import Sys
 from memcg_bpf.errors import MemcgBpfError, UsageError
 from memcg_bpf.bpf.libbpf import Libbpf, LibbpfError, Map, Object
@@ -46,30 +48,106 @@ def verifier_tail(log: str, lines: int = 25) -> str:
     return "\n".join(kept[-lines:])
 
 
-def holder_message(bpf: Libbpf, sys: Sys) -> str:
-    """Who holds memcg_ops: one of our policies, or something else (with its link id)."""
+def loaded_metas(sys: Sys) -> dict[str, dict[str, Any]]:
+    """The metadata of our loaded policies, by name (unreadable ones left out)."""
+    out = {}
     for name in store.names():
-        return (f"memcg_ops is already registered by policy {name!r}: replace it with "
-                f"'memcg-bpf load POLICY --replace {name}', or run 'memcg-bpf unload {name}' first")
+        try:
+            out[name] = store.read_meta(sys, store.policy_dir(name))
+        except (MemcgBpfError, OSError):
+            continue
+    return out
+
+
+def attached_policies(sys: Sys) -> list[tuple[str, attach.Target]]:
+    """Our loaded policies and where each is attached (metadata without a cgroup: the root)."""
+    return [(name, target_of(meta)) for name, meta in loaded_metas(sys).items()]
+
+
+def target_of(meta: dict[str, Any]) -> attach.Target:
+    return attach.Target(meta.get("cgroup", "/"), meta.get("cgroup_id", 0), meta.get("allow_override", False))
+
+
+def where(target: attach.Target) -> str:
+    return "the root cgroup" if target.is_root else f"cgroup {target.path}"
+
+
+def holder_message(bpf: Libbpf, sys: Sys, target: attach.Target) -> str:
+    """Who holds the cgroup: one of our policies, or something else (with its link id)."""
+    for name, other in attached_policies(sys):
+        if other.cgroup_id == target.cgroup_id:
+            return (f"{where(target)} already has policy {name!r} attached: replace it with "
+                    f"'memcg-bpf load POLICY --replace {name}', or run 'memcg-bpf unload {name}' first")
+    for link_id, map_id in foreign_links(sys, target):
+        return (f"{where(target)} already has a policy memcg-bpf did not load "
+                f"(link id {link_id}, struct_ops map id {map_id}): "
+                f"unregister it first, e.g. 'bpftool link detach id {link_id}'")
+    return f"{where(target)} already has a policy memcg-bpf did not load: unregister it first"
+
+
+def foreign_links(sys: Sys, target: attach.Target) -> list[tuple[int, int]]:
+    """(link id, map id) of memcg_ops links memcg-bpf did not make, attached at target (or unknown where)."""
     vmlinux = B.Btf(VMLINUX_BTF.read_bytes())
     value_type = vmlinux.find(f"bpf_struct_ops_{STRUCT_OPS_TYPE}", B.STRUCT)
-    ours = {info.id for info in sys.map_infos()
-            if value_type and info.btf_vmlinux_value_type_id == value_type.id}
+    ops_type = vmlinux.find(STRUCT_OPS_TYPE, B.STRUCT)
+    if value_type is None or ops_type is None:
+        return []
+    data = next(m for m in value_type.members if m.name == "data").bit_offset // 8
+    cgid = next((m for m in ops_type.members if m.name == "cgroup_id"), None)
+    ours = {meta.get("struct_ops_map_id") for meta in loaded_metas(sys).values()}
+    maps = {info.id: info for info in sys.map_infos() if info.btf_vmlinux_value_type_id == value_type.id}
+    found = []
     for link in sys.link_infos():
-        if link.struct_ops_map_id in ours:
-            return (f"memcg_ops is already registered by a program memcg-bpf did not load "
-                    f"(link id {link.id}, struct_ops map id {link.struct_ops_map_id}): "
-                    f"unregister it first, e.g. 'bpftool link detach id {link.id}'")
-    return "memcg_ops is already registered by a program memcg-bpf did not load: unregister it first"
+        info = maps.get(link.struct_ops_map_id)
+        if info is None or info.id in ours:
+            continue
+        where_id = None
+        if cgid is not None:
+            try:
+                fd = sys.map_fd_by_id(info.id)
+                try:
+                    raw = sys.lookup(fd, b"\0\0\0\0", info) or b""
+                finally:
+                    os.close(fd)
+                at = data + cgid.bit_offset // 8
+                where_id = int.from_bytes(raw[at:at + 8], "little")
+            except (MemcgBpfError, OSError):
+                pass
+        if where_id is None or where_id == target.cgroup_id:
+            found.append((link.id, info.id))
+    return found
 
 
-def register_error(exc: LibbpfError, bpf: Libbpf, sys: Sys) -> MemcgBpfError:
+def is_below(path: str, ancestor: str) -> bool:
+    """Is cgroup path strictly below ancestor ('/a/b' below '/a' and '/')?"""
+    if ancestor == "/":
+        return path != "/"
+    return path.startswith(ancestor.rstrip("/") + "/")
+
+
+def register_error(exc: LibbpfError, bpf: Libbpf, sys: Sys, target: attach.Target) -> MemcgBpfError:
     """The user-facing error for a refused registration or replacement."""
     if exc.errno == errno.EEXIST:
-        return MemcgBpfError(holder_message(bpf, sys))
+        return MemcgBpfError(holder_message(bpf, sys, target))
     if exc.errno == errno.EPERM:
+        for name, other in attached_policies(sys):
+            if is_below(target.path, other.path) and not other.allow_override:
+                return MemcgBpfError(
+                    f"policy {name!r} on {where(other)} does not allow policies below it: reload it with "
+                    f"'--allow-override' (memcg-bpf load ... --replace {name} --allow-override) first")
         return MemcgBpfError("the kernel refused to register memcg_ops: it needs CAP_SYS_ADMIN in the "
                              "initial user namespace (a BPF token is not enough); run memcg-bpf as root on the host")
+    if exc.errno == errno.EBUSY:
+        below = [f"{name!r} on {other.path}" for name, other in attached_policies(sys)
+                 if is_below(other.path, target.path)]
+        held = f" ({', '.join(below)})" if below else ""
+        return MemcgBpfError(f"{where(target)} has policies attached below it{held}: pass --allow-override to let "
+                             "them keep governing their subtrees, or unload them first")
+    if exc.errno == errno.ENOENT and not target.is_root:
+        return MemcgBpfError(f"cgroup {target.path} is gone or has no memory controller: "
+                             "create it and enable +memory in its parent's cgroup.subtree_control")
+    if exc.errno == errno.EXDEV:
+        return MemcgBpfError("a replacement must attach to the same cgroup as the policy it replaces")
     return MemcgBpfError(exc.message)
 
 
@@ -90,8 +168,11 @@ def open_policy(obj: Object, btf: B.Btf, obj_path: Path) -> Map:
 
 def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
          source: str = "", ranges: dict[str, tuple[int, int]] | None = None,
-         replace: str | None = None) -> Loaded:
+         replace: str | None = None, target: attach.Target | None = None) -> Loaded:
     """Load and register a policy; with replace, take over the link of that loaded policy.
+
+    target: where to attach; None keeps what the object says (the root, unless
+    its struct memcg_ops sets cgroup_id), or with replace the replaced policy's.
 
     All or nothing: everything is pinned under a staging directory that
     becomes NAME in one rename, under the load/unload lock (see store).
@@ -111,6 +192,11 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
             store.collect_garbage()
             if old_directory is not None:
                 store.require_loaded(replace or "")
+                target = replacement_target(sys, old_directory, replace or "", target)
+            if target is not None:
+                attach.write(btf, ops, target)
+            else:
+                target = object_target(btf, ops)
             if directory.exists() and directory != old_directory:
                 raise UsageError(f"a policy named {name!r} is already loaded: unload it or pass --name")
             try:
@@ -130,6 +216,9 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
                 "loaded_at": datetime.now().astimezone().isoformat(timespec="seconds"),
                 "loaded_at_unix": time.time(),
                 "struct_ops_map": ops.name,
+                "cgroup": target.path,
+                "cgroup_id": target.cgroup_id,
+                "allow_override": target.allow_override,
                 "prog_ids": prog_ids,
                 "struct_ops_map_id": sys.map_info(ops.fd).id,
             }
@@ -137,9 +226,9 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
             try:
                 pin_objects(sys, obj, staged, meta)
                 if old_directory is not None:
-                    replace_link(bpf, sys, obj, btf, ops, old_directory, staged)
+                    replace_link(bpf, sys, obj, btf, ops, old_directory, staged, target)
                 else:
-                    register(bpf, sys, ops, staged)
+                    register(bpf, sys, ops, staged, target)
                 store.crash_point("load:link-pinned")
                 staged.rename(directory)
                 store.crash_point("load:renamed")
@@ -160,12 +249,30 @@ def pin_objects(sys: Sys, obj: Object, directory: Path, meta: dict[str, Any]) ->
     store.crash_point("load:meta-pinned")
 
 
-def register(bpf: Libbpf, sys: Sys, ops: Map, staged: Path) -> None:
+def replacement_target(sys: Sys, old: Path, replace: str, wanted: attach.Target | None) -> attach.Target:
+    """A replacement attaches where the replaced policy is; --allow-override may change."""
+    current = target_of(store.read_meta(sys, old))
+    if wanted is None:
+        return current
+    if wanted.path != "/" and wanted.cgroup_id != current.cgroup_id:
+        raise UsageError(f"--replace {replace} keeps {where(current)}, where {replace} is attached; "
+                         f"to attach to cgroup {wanted.path}, load it without --replace")
+    return attach.Target(current.path, current.cgroup_id, wanted.allow_override)
+
+
+def object_target(btf: B.Btf, ops: Map) -> attach.Target:
+    """Where the object's own data attaches it (its cgroup_id, 0 unless the source set one)."""
+    cgroup_id, flags = attach.read(btf, ops)
+    path = "/" if cgroup_id == 0 else CgroupNames().path(cgroup_id) or f"(cgroup id {cgroup_id})"
+    return attach.Target(path, cgroup_id, bool(flags & attach.ALLOW_OVERRIDE))
+
+
+def register(bpf: Libbpf, sys: Sys, ops: Map, staged: Path, target: attach.Target) -> None:
     """Register ops through a new link and pin the link; the last step before the rename."""
     try:
         link = ops.attach_struct_ops()
     except LibbpfError as exc:
-        raise register_error(exc, bpf, sys) from exc
+        raise register_error(exc, bpf, sys, target) from exc
     store.crash_point("load:registered")
     try:
         link.pin(str(staged / "link"))
@@ -176,7 +283,8 @@ def register(bpf: Libbpf, sys: Sys, ops: Map, staged: Path) -> None:
     link.destroy()
 
 
-def replace_link(bpf: Libbpf, sys: Sys, obj: Object, btf: B.Btf, ops: Map, old: Path, staged: Path) -> None:
+def replace_link(bpf: Libbpf, sys: Sys, obj: Object, btf: B.Btf, ops: Map, old: Path, staged: Path,
+                 target: attach.Target) -> None:
     """Make the old policy's link run ops (no moment without a policy), pinned under staged too."""
     sys.update(ops.fd, b"\0\0\0\0", kernel_value(obj, btf, ops))
     link_fd = sys.obj_get(str(old / "link"))
@@ -187,7 +295,7 @@ def replace_link(bpf: Libbpf, sys: Sys, obj: Object, btf: B.Btf, ops: Map, old: 
             try:
                 sys.link_update(link_fd, ops.fd)
             except LibbpfError as exc:
-                raise register_error(exc, bpf, sys) from exc
+                raise register_error(exc, bpf, sys, target) from exc
             try:
                 # The link is pinned twice now; dropping the old pins leaves it registered.
                 store.remove(store.unpublish(old))
