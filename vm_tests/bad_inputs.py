@@ -99,13 +99,13 @@ ROWS: tuple[BadInput, ...] = (
     BadInput("stats-not-loaded", ("stats", "nosuch"), 1, NOT_LOADED),
     BadInput("replace-not-loaded", ("load", "noop", "--replace", "nosuch"), 1, NOT_LOADED),
     BadInput("held-by-our-policy", ("load", "noop"), 1,
-             "memcg_ops is already registered by policy 'telemetry': replace it with "
+             "the root cgroup already has policy 'telemetry' attached: replace it with "
              "'memcg-bpf load POLICY --replace telemetry', or run 'memcg-bpf unload telemetry' first",
              setup="telemetry"),
     BadInput("name-in-use", ("load", "noop", "--name", "telemetry"), 2,
              "a policy named 'telemetry' is already loaded: unload it or pass --name", setup="telemetry"),
     BadInput("held-by-another-program", ("load", "telemetry"), 1,
-             "memcg_ops is already registered by a program memcg-bpf did not load (link id …, struct_ops map "
+             "the root cgroup already has a policy memcg-bpf did not load (link id …, struct_ops map "
              "id …): unregister it first, e.g. 'bpftool link detach id …'", setup="foreign"),
     BadInput("stats-damaged-pins", ("stats", "damaged"), 1,
              "policy damaged cannot be read: /sys/fs/bpf/memcg-bpf/damaged has no link pin; "

@@ -114,7 +114,7 @@ def test_replace_swaps_the_policy_behind_the_same_link(kernel: Artifacts, polici
     assert r["first"]["rc"] == 0, r["first"]["stderr"]
     [before] = r["before"]
     assert r["other"]["rc"] == 0, r["other"]["stderr"]
-    assert r["other"]["stdout"].startswith("loaded reclaim_boost (reclaim_pages=64, ")
+    assert r["other"]["stdout"].startswith("loaded reclaim_boost on / (reclaim_pages=64, ")
     assert "replacing telemetry); pinned at /sys/fs/bpf/memcg-bpf/reclaim_boost" in r["other"]["stdout"]
     [other] = r["after_other"]
     assert other["name"] == "reclaim_boost" and other["knobs"]["reclaim_pages"] == 64

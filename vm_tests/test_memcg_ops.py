@@ -17,6 +17,7 @@ import pytest
 from memcg_bpf.testbed.kernel.build import Artifacts
 
 from .conftest import run_scenario
+from .test_hierarchy import check_rmdir, rmdir_args
 
 Scenario = Callable[..., Any]
 BpfObject = Callable[..., Path]
@@ -25,6 +26,7 @@ Result = dict[str, Any]
 LIMIT_MB = 24
 HOG_MB = 64
 CYCLES = 1000
+DEBUG_RMDIR_CYCLES = 5
 
 
 def max_events(memory_events: str) -> int:
@@ -333,6 +335,7 @@ def test_debug_kernel_runs_the_scenarios_clean(debug_kernel: Artifacts, bpf_obje
         ("stress", "lifetime_stress", stress_args(lifetime, memhog)),
         ("reentry_lazy", "reentry", reentry_args(bpf_object("reentry", "LAZY"), memhog)),
         ("reentry_fresh", "reentry", reentry_args(bpf_object("reentry"), memhog)),
+        ("rmdir", "rmdir_attached", rmdir_args(bpf_object("observe"), memhog, DEBUG_RMDIR_CYCLES)),
     ]
     results = run_scenario(debug_kernel, "sequence", {"steps": steps}, cpus=2, timeout=3600, leak_check=True)
     check_observed(results["observe"])
@@ -345,3 +348,4 @@ def test_debug_kernel_runs_the_scenarios_clean(debug_kernel: Artifacts, bpf_obje
     check_stress(results["stress"], 2)
     check_reentry(results["reentry_lazy"])
     check_reentry(results["reentry_fresh"])
+    check_rmdir(results["rmdir"], DEBUG_RMDIR_CYCLES, 2)

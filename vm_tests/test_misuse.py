@@ -112,7 +112,7 @@ def test_two_concurrent_loads_exactly_one_wins(kernel: Artifacts, policies_built
         assert second["rc"] == 1, second["stderr"]
         assert rnd["loaded"] == ["first"]
         assert second["stderr"].strip().splitlines()[-1] == (
-            f"{ERROR}memcg_ops is already registered by policy 'first': replace it with "
+            f"{ERROR}the root cgroup already has policy 'first' attached: replace it with "
             "'memcg-bpf load POLICY --replace first', or run 'memcg-bpf unload first' first")
         assert rnd["cleanup_rc"] == 0 and rnd["after"] == []
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from memcg_bpf.bpf import btf as B
 from memcg_bpf.bpf.syscalls import Sys
+from memcg_bpf.runtime import attach
 from memcg_bpf.runtime.cgroups import CGROUP_ROOT
 from memcg_bpf.bpf.cpus import online as online_cpus
 from memcg_bpf.testbed.guest import enter_cgroup, make_cgroup, swap_on_zram
@@ -423,6 +424,45 @@ def load_fails(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
         return {"loaded": True}
 
 
+def rmdir_attached(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """Attach to a fresh cgroup, charge it, rmdir it, release the link; N times, while every CPU charges.
+
+    Patch 4 detaches a policy when its cgroup goes offline and keeps no
+    reference on the cgroup: the link that remains must be inert and safe
+    to release (KASAN on the debug kernel).
+    """
+    swap_on_zram()
+    busy = make_cgroup("busy", memory__max=f"{args['max_mb']}M")
+    hogs = HogsPerCpu(busy, args["memhog"], args["hog_mb"])
+    cycles = []
+    started = time.monotonic()
+    for i in range(args["cycles"]):
+        gone = make_cgroup(f"gone{i}", memory__max=f"{args['max_mb']}M")
+        with Object(bpf, args["obj"]) as obj:
+            obj.program("observe_reclaim").set_autoload(False)
+            ops = obj.struct_ops_maps()[0]
+            attach.write(B.Btf(obj.raw_btf()), ops, attach.Target(f"/gone{i}", cgroup_id(gone)))
+            obj.load()
+            link = ops.attach_struct_ops()
+            hog = start_in_cgroup(gone, [args["memhog"], str(args["hog_mb"])])
+            hog.communicate(timeout=300)
+            calls = u64_array(obj.map("stats"), STATS)["calls"]
+            tries = 0
+            while gone.exists() and tries < 200:
+                try:
+                    gone.rmdir()
+                except OSError:   # the exited memhog may still be leaving the cgroup
+                    tries += 1
+                    time.sleep(0.05)
+            time.sleep(0.2)       # the other CPUs go on charging, under no policy
+            calls_after_rmdir = u64_array(obj.map("stats"), STATS)["calls"]
+            link.destroy()        # unregisters a policy whose cgroup is gone
+        cycles.append({"hog_rc": hog.returncode, "calls": calls, "removed": not gone.exists(),
+                       "calls_after_rmdir": calls_after_rmdir})
+    return {"cycles": cycles, "online_cpus": online_cpus(), "seconds": round(time.monotonic() - started, 1),
+            **hogs.stop()}
+
+
 def remove_cgroups(keep: set[Path]) -> None:
     """rmdir every cgroup made since `keep` was taken, deepest first (their processes have exited)."""
     for path in sorted(set(CGROUP_ROOT.rglob("*/")) - keep, key=lambda p: len(p.parts), reverse=True):
@@ -454,6 +494,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
     "cap_sys_admin": cap_sys_admin,
     "load_fails": load_fails,
     "sequence": sequence,
+    "rmdir_attached": rmdir_attached,
 }
 
 

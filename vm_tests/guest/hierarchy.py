@@ -1,0 +1,155 @@
+"""Runs inside the test VM: policies attached per cgroup, through the real CLI; one JSON object out.
+
+    python3 -m vm_tests.guest.hierarchy '{"memhog": ..., "observe": OBJ, "cycles": N}'
+
+Each step records the CLI's exit code and output, and what the kernel
+shows (stats, reclaim targets seen by an independent fentry program on
+try_to_free_mem_cgroup_pages()); the host test decides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from memcg_bpf.bpf.cpus import online as online_cpus
+from memcg_bpf.bpf.libbpf import Libbpf, Object
+from memcg_bpf.runtime.cgroups import CGROUP_ROOT
+from memcg_bpf.runtime.locate import find_libbpf
+
+from .cli_flow import cli, pinned
+from .scenarios import make_cgroup, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
+
+
+def nested(name: str, memory: bool = True, **files: str) -> Path:
+    """mkdir CGROUP_ROOT/name, with the memory controller enabled for it in its parent (unless not memory)."""
+    path = CGROUP_ROOT / name
+    if memory and path.parent != CGROUP_ROOT:
+        (path.parent / "cgroup.subtree_control").write_text("+memory")
+    return make_cgroup(path.name, path.parent, **files)
+
+
+def stats_paths(policy: str) -> dict[str, Any]:
+    """The cgroups a telemetry policy counted, by path, with their failed and charged counts."""
+    out = cli("stats", policy, "--json")
+    if out["rc"]:
+        return {"error": out["stderr"]}
+    rows = json.loads(out["stdout"])["maps"]["cgroups"]
+    return {row["key"]["path"] or str(row["key"]["cgroup_id"]): row["value"] for row in rows}
+
+
+def hog(cgroup: Path, memhog: str, mb: int = 48) -> int:
+    proc = start_in_cgroup(cgroup, [memhog, str(mb)])
+    proc.communicate(timeout=300)
+    return proc.returncode
+
+
+def reclaim_targets(bpf: Libbpf, observe: str, cgroup: Path, memhog: str) -> dict[str, Any]:
+    """Reclaim targets (nr_pages -> calls) while memhog fills cgroup."""
+    observer = Object(bpf, observe)
+    observer.program("observe_charge").set_autoload(False)
+    observer.load()
+    fentry = observer.program("observe_reclaim").attach()
+    try:
+        rc = hog(cgroup, memhog)
+    finally:
+        fentry.destroy()
+    targets = {str(k): v for k, v in sorted(u64_hash(observer.map("reclaimed")).items())}
+    observer.close()
+    return {"hog_rc": rc, "targets": targets}
+
+
+def siblings(memhog: str) -> dict[str, Any]:
+    """Two sibling cgroups, each under its own telemetry policy, charged at the same time."""
+    a = make_cgroup("a", memory__max="24M")
+    b = make_cgroup("b", memory__max="24M")
+    r: dict[str, Any] = {"load_a": cli("load", "telemetry", "--name", "ta", "--cgroup", "/a"),
+                         "load_b": cli("load", "telemetry", "--name", "tb", "--cgroup", str(b))}
+    procs = [start_in_cgroup(cg, [memhog, "48"], cpu=i % online_cpus()) for i, cg in enumerate((a, b))]
+    r["hog_rcs"] = [p.wait(timeout=300) for p in procs]
+    r["stats_a"], r["stats_b"] = stats_paths("ta"), stats_paths("tb")
+    r["list"] = cli("list", "--json")
+    r["same_cgroup"] = cli("load", "noop", "--name", "dup", "--cgroup", "/a")
+    r["root_without_override"] = cli("load", "noop", "--name", "top")
+    r["root_with_override"] = cli("load", "noop", "--name", "top", "--allow-override")
+    r["unload_all"] = cli("unload", "--all")
+    os.rmdir(a)
+    os.rmdir(b)
+    return r
+
+
+def authority(bpf: Libbpf, observe: str, memhog: str) -> dict[str, Any]:
+    """Who sets the reclaim target when a parent's limit is hit: the parent's policy, not the child's."""
+    parent = make_cgroup("p", memory__max="24M")
+    child = nested("p/c")
+    r: dict[str, Any] = {}
+    r["load_root"] = cli("load", "noop", "--name", "top", "--allow-override")
+    r["load_child"] = cli("load", "reclaim_boost", "--name", "childboost", "--cgroup", "/p/c",
+                          "--set", "reclaim_pages=256")
+    r["child_only"] = reclaim_targets(bpf, observe, child, memhog)
+    r["unload_child"] = cli("unload", "childboost")
+    r["load_parent"] = cli("load", "reclaim_boost", "--name", "parentboost", "--cgroup", "/p",
+                           "--set", "reclaim_pages=256")
+    r["parent"] = reclaim_targets(bpf, observe, child, memhog)
+    r["unload_all"] = cli("unload", "--all")
+    os.rmdir(child)
+    os.rmdir(parent)
+    return r
+
+
+def no_override() -> dict[str, Any]:
+    nested("s")
+    nested("s/x")
+    nested("s/x/nomem", memory=False)
+    r = {"load_strict": cli("load", "noop", "--name", "strict", "--cgroup", "/s"),
+         "load_below": cli("load", "noop", "--name", "below", "--cgroup", "/s/x"),
+         "no_such_cgroup": cli("load", "noop", "--name", "nosuch", "--cgroup", "/s/nosuch"),
+         "no_memory": cli("load", "noop", "--name", "nomem", "--cgroup", "/s/x/nomem"),
+         "unload_all": cli("unload", "--all"),
+         "list_after": cli("list", "--json")}
+    for name in ("s/x/nomem", "s/x", "s"):
+        os.rmdir(CGROUP_ROOT / name)
+    return r
+
+
+def rmdir_via_cli(memhog: str) -> dict[str, Any]:
+    """Attach to a cgroup, charge it, remove it: list shows the policy inert, unload removes it."""
+    gone = make_cgroup("gone", memory__max="16M")
+    r: dict[str, Any] = {"load": cli("load", "telemetry", "--name", "gone", "--cgroup", "/gone")}
+    r["hog_rc"] = hog(gone, memhog, 24)
+    for _ in range(200):
+        try:
+            gone.rmdir()
+            break
+        except OSError:   # the exited memhog may still be leaving the cgroup
+            time.sleep(0.05)
+    r["removed"] = not gone.exists()
+    r["list"] = cli("list", "--json")
+    r["list_text"] = cli("list")
+    r["unload"] = cli("unload", "gone")
+    r["list_after"] = cli("list", "--json")
+    return r
+
+
+def main() -> None:
+    args = json.loads(sys.argv[1])
+    memhog = args["memhog"]
+    bpf = Libbpf(find_libbpf())
+    swap_on_zram()
+    result: dict[str, Any] = {"cpus": online_cpus()}
+    result["siblings"] = siblings(memhog)
+    result["authority"] = authority(bpf, args["observe"], memhog)
+    result["no_override"] = no_override()
+    result["rmdir_cli"] = rmdir_via_cli(memhog)
+    result["rmdir"] = rmdir_attached({"obj": args["observe"], "memhog": memhog, "max_mb": 16, "hog_mb": 24,
+                                      "cycles": args["cycles"]}, bpf)
+    result["pins_left"] = pinned()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

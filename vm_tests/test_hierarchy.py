@@ -1,0 +1,135 @@
+"""Policies attached per cgroup (kernel patch 4), through the CLI, on the real patched kernel.
+
+One VM boot runs every step (vm_tests/guest/hierarchy.py); each test
+checks one rule on the recorded result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from memcg_bpf.testbed.kernel.build import Artifacts
+
+from .conftest import record, run_vm
+
+Result = dict[str, Any]
+CYCLES = 20
+ERROR = "memcg-bpf: error: "
+
+
+def last_line(step: Result) -> str:
+    return step["stderr"].strip().splitlines()[-1] if step["stderr"].strip() else ""
+
+
+def ok(step: Result) -> None:
+    assert step["rc"] == 0, step["stderr"]
+
+
+@pytest.fixture(scope="module")
+def run(kernel: Artifacts, bpf_object: Callable[..., Path], memhog: Path, policies_built: list[Path]) -> Result:
+    args = {"memhog": str(memhog), "observe": str(bpf_object("observe")), "cycles": CYCLES}
+    vm = run_vm(kernel, ["python3", "-m", "vm_tests.guest.hierarchy", json.dumps(args)], cpus=2, timeout=900)
+    assert vm.exit_code == 0, vm.stderr[-6000:]
+    out: Result = vm.json()
+    record(kernel, "hierarchy", args, 2, out)
+    assert out["cpus"] == 2, f"the guest has {out['cpus']} CPUs, not 2"
+    return out
+
+
+def test_siblings_run_different_policies_at_once(run: Result) -> None:
+    r = run["siblings"]
+    ok(r["load_a"])
+    ok(r["load_b"])
+    assert "loaded ta on /a" in r["load_a"]["stdout"]
+    assert r["hog_rcs"] == [0, 0]
+    # Each policy saw the charges of its own cgroup only, failed ones included.
+    assert set(r["stats_a"]) == {"/a"}, r["stats_a"]
+    assert set(r["stats_b"]) == {"/b"}, r["stats_b"]
+    assert r["stats_a"]["/a"]["failed"] > 0 and r["stats_b"]["/b"]["failed"] > 0
+    listed = {e["name"]: e for e in json.loads(r["list"]["stdout"])}
+    assert {n: (e["cgroup"], e["allow_override"]) for n, e in listed.items()} == {
+        "ta": ("/a", False), "tb": ("/b", False)}
+
+
+def test_one_policy_per_cgroup(run: Result) -> None:
+    step = run["siblings"]["same_cgroup"]
+    assert step["rc"] == 1
+    assert last_line(step) == (ERROR + "cgroup /a already has policy 'ta' attached: replace it with "
+                               "'memcg-bpf load POLICY --replace ta', or run 'memcg-bpf unload ta' first")
+
+
+def test_attaching_above_policies_needs_allow_override(run: Result) -> None:
+    r = run["siblings"]
+    assert r["root_without_override"]["rc"] == 1
+    assert last_line(r["root_without_override"]) == (
+        ERROR + "the root cgroup has policies attached below it ('ta' on /a, 'tb' on /b): pass --allow-override "
+        "to let them keep governing their subtrees, or unload them first")
+    ok(r["root_with_override"])
+    ok(r["unload_all"])
+
+
+def test_attaching_below_a_policy_without_override_is_refused(run: Result) -> None:
+    r = run["no_override"]
+    ok(r["load_strict"])
+    assert r["load_below"]["rc"] == 1
+    assert last_line(r["load_below"]) == (
+        ERROR + "policy 'strict' on cgroup /s does not allow policies below it: reload it with '--allow-override' "
+        "(memcg-bpf load ... --replace strict --allow-override) first")
+    assert r["no_such_cgroup"]["rc"] == 2
+    assert last_line(r["no_such_cgroup"]) == (
+        ERROR + "cgroup '/s/nosuch' does not exist: create it with 'mkdir /sys/fs/cgroup/s/nosuch'")
+    assert r["no_memory"]["rc"] == 2
+    assert last_line(r["no_memory"]) == (
+        ERROR + "cgroup '/s/x/nomem' has no memory controller: enable it with "
+        "'echo +memory > /sys/fs/cgroup/s/x/cgroup.subtree_control'")
+    ok(r["unload_all"])
+    assert json.loads(r["list_after"]["stdout"]) == []
+
+
+def test_only_the_limit_owners_policy_sets_the_reclaim_target(run: Result) -> None:
+    r = run["authority"]
+    for step in ("load_root", "load_child", "unload_child", "load_parent", "unload_all"):
+        ok(r[step])
+    # The limit is the parent's: a boost attached to the child only observes.
+    child_only = r["child_only"]
+    assert child_only["hog_rc"] == 0
+    assert child_only["targets"], "no direct reclaim ran: the test proves nothing"
+    assert "256" not in child_only["targets"], child_only["targets"]
+    # Attached to the parent, whose limit was hit, the same policy sets it.
+    parent = r["parent"]
+    assert parent["hog_rc"] == 0
+    assert parent["targets"].get("256", 0) > 0, parent["targets"]
+
+
+def rmdir_args(obj: Path, memhog: Path, cycles: int) -> dict[str, Any]:
+    return {"obj": obj, "memhog": memhog, "max_mb": 16, "hog_mb": 24, "cycles": cycles}
+
+
+def check_rmdir(result: Result, cycles: int, cpus: int) -> None:
+    """The rmdir_attached scenario: every cycle charged under the policy, removed the cgroup, released the link."""
+    assert result["online_cpus"] == cpus, f"the guest has {result['online_cpus']} CPUs, not {cpus}"
+    assert len(result["cycles"]) == cycles
+    for cycle in result["cycles"]:
+        assert cycle["hog_rc"] == 0 and cycle["removed"], cycle
+        assert cycle["calls"] > 0, "the policy never ran for its cgroup: the cycle proves nothing"
+        # Detached at rmdir: nothing charged to the dying cgroup reached it after that.
+        assert cycle["calls_after_rmdir"] == cycle["calls"], cycle
+    # Every CPU charged a sibling cgroup the whole time, and kept going.
+    assert result["hog_rcs"] == [0] * cpus and min(result["hog_rounds"]) > 0, result
+
+
+def test_removing_an_attached_cgroup_leaves_the_policy_inert(run: Result) -> None:
+    r = run["rmdir_cli"]
+    ok(r["load"])
+    assert r["hog_rc"] == 0 and r["removed"]
+    [entry] = json.loads(r["list"]["stdout"])
+    assert (entry["name"], entry["cgroup"], entry["cgroup_removed"], entry["broken"]) == ("gone", "/gone", True, None)
+    assert "  cgroup /gone (removed: the policy is inert; 'memcg-bpf unload gone')" in r["list_text"]["stdout"]
+    ok(r["unload"])
+    assert json.loads(r["list_after"]["stdout"]) == []
+    check_rmdir(run["rmdir"], CYCLES, 2)
+    assert run["pins_left"] in ([], ["/sys/fs/bpf/memcg-bpf"])
