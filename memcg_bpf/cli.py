@@ -403,9 +403,14 @@ def unload_cmd(name: str | None, unload_all: bool) -> None:
 @main.command("list")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.option("--enable-stats", is_flag=True,
-              help="Turn on kernel.bpf_stats_enabled (system-wide) so run counts and times are collected.")
+              help="Turn on kernel.bpf_stats_enabled (system-wide) so run counts and times are collected. "
+                   "It stays on (every BPF program run then reads the clock twice) until "
+                   "'sysctl kernel.bpf_stats_enabled=0'.")
 def list_cmd(as_json: bool, enable_stats: bool) -> None:
-    """Active policies: object, knobs, load time, map and program ids, run counts.
+    """Loaded policies: the cgroup each is attached to, object, knobs, load time, ids, run counts.
+
+    A policy whose cgroup was removed is shown as such: it is inert, and
+    'unload' removes it.
 
     \b
     Examples:
