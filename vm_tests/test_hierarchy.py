@@ -31,7 +31,8 @@ def ok(step: Result) -> None:
 
 @pytest.fixture(scope="module")
 def run(kernel: Artifacts, bpf_object: Callable[..., Path], memhog: Path, policies_built: list[Path]) -> Result:
-    args = {"memhog": str(memhog), "observe": str(bpf_object("observe")), "cycles": CYCLES}
+    args = {"memhog": str(memhog), "observe": str(bpf_object("observe")), "kfuncs": str(bpf_object("kfuncs")),
+            "cycles": CYCLES}
     vm = run_vm(kernel, ["python3", "-m", "vm_tests.guest.hierarchy", json.dumps(args)], cpus=2, timeout=900)
     assert vm.exit_code == 0, vm.stderr[-6000:]
     out: Result = vm.json()
@@ -133,3 +134,38 @@ def test_removing_an_attached_cgroup_leaves_the_policy_inert(run: Result) -> Non
     assert json.loads(r["list_after"]["stdout"]) == []
     check_rmdir(run["rmdir"], CYCLES, 2)
     assert run["pins_left"] in ([], ["/sys/fs/bpf/memcg-bpf"])
+
+
+MIB = 1 << 20
+
+
+def test_priority_policy_protects_the_service_from_its_parents_limit(run: Result) -> None:
+    """Patch 5: below_low, asked of the policy on /w when /w's limit is enforced."""
+    none, prio = run["protect_none"], run["protect_priority"]
+    for r in (none, prio):
+        assert r["holder_ready"] == "ready" and r["batch_rc"] == 0
+        assert r["svc_before"]["anon"] >= 31 * MIB, r["svc_before"]
+    ok(prio["load"])
+    ok(prio["unload"])
+    # Kernel defaults: the idle service's memory goes to swap as the batch job streams.
+    assert none["svc_after"]["swap"] >= 8 * MIB, none["svc_after"]
+    # Under the priority policy it stays in memory; the batch job swaps its own pages instead.
+    assert prio["svc_after"]["swap"] <= 2 * MIB, prio["svc_after"]
+    assert prio["svc_after"]["anon"] >= 30 * MIB, prio["svc_after"]
+    [row] = json.loads(prio["stats"]["stdout"])["maps"]["cgroups"]
+    assert row["key"]["path"] == "/w/svc" and row["value"]["protected"] > 0, row
+
+
+def test_read_kfuncs_on_the_handlers_trusted_arguments(run: Result) -> None:
+    """Patch 6: the 7.0 read kfuncs, called by a below_low handler on /kf while /kf's limit is enforced."""
+    r = run["kfuncs"]
+    seen = r["seen"]
+    assert r["hog_rc"] == 0
+    assert seen["calls"] > 0, "below_low never ran: the test proves nothing"
+    assert (seen["target_id"], seen["memcg_id"]) == (r["parent_id"], r["child_id"])
+    assert 0 < seen["usage"] <= (r["max_mb"] + 1) * MIB
+    assert 0 < seen["anon"] <= seen["usage"]
+    assert seen["max_events"] > 0 and seen["pgfault"] > 0
+    assert seen["root_usage"] >= seen["usage"] and seen["got_usage"] > 0
+    # Indices from BPF can be anything: no warning, ULONG_MAX.
+    assert seen["bad_state"] == seen["bad_event"] == seen["bad_memevent"] == 2**64 - 1

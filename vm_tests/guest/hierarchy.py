@@ -22,7 +22,7 @@ from memcg_bpf.runtime.cgroups import CGROUP_ROOT
 from memcg_bpf.runtime.locate import find_libbpf
 
 from .cli_flow import cli, pinned
-from .scenarios import make_cgroup, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
+from .scenarios import kfuncs, make_cgroup, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
 
 
 def nested(name: str, memory: bool = True, **files: str) -> Path:
@@ -116,6 +116,49 @@ def no_override() -> dict[str, Any]:
     return r
 
 
+HOLD = ("import sys, time; b = bytearray({mb} << 20); b[::4096] = bytes(len(b) // 4096); "
+        "print('ready', flush=True); time.sleep(3600)")
+
+
+def memory_files(cgroup: Path) -> dict[str, int]:
+    stat = dict(line.split() for line in (cgroup / "memory.stat").read_text().splitlines())
+    return {"current": int((cgroup / "memory.current").read_text()),
+            "swap": int((cgroup / "memory.swap.current").read_text()), "anon": int(stat["anon"])}
+
+
+def protection(memhog: str, policy: list[str] | None) -> dict[str, Any]:
+    """A service holds 32 MiB in /w/svc while batch work streams 96 MiB through /w/batch under /w's 64 MiB.
+
+    policy: the load command line of a policy for /w, or None (kernel defaults).
+    """
+    parent = nested("w", memory__max="64M")
+    svc, batch = nested("w/svc"), nested("w/batch")
+    r: dict[str, Any] = {}
+    holder = start_in_cgroup(svc, [sys.executable, "-c", HOLD.format(mb=32)])
+    assert holder.stdout is not None
+    r["holder_ready"] = holder.stdout.readline().strip()
+    r["svc_before"] = memory_files(svc)
+    if policy:
+        r["load"] = cli("load", *policy)
+    r["batch_rc"] = hog(batch, memhog, 96)
+    r["svc_after"] = memory_files(svc)
+    r["batch_after"] = memory_files(batch)
+    r["parent_events"] = (parent / "memory.events").read_text()
+    if policy:
+        r["stats"] = cli("stats", "prio", "--json")
+        r["unload"] = cli("unload", "prio")
+    holder.kill()
+    holder.wait()
+    for cg in (svc, batch, parent):
+        for _ in range(200):
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
+    return r
+
+
 def rmdir_via_cli(memhog: str) -> dict[str, Any]:
     """Attach to a cgroup, charge it, remove it: list shows the policy inert, unload removes it."""
     gone = make_cgroup("gone", memory__max="16M")
@@ -144,6 +187,10 @@ def main() -> None:
     result["siblings"] = siblings(memhog)
     result["authority"] = authority(bpf, args["observe"], memhog)
     result["no_override"] = no_override()
+    result["protect_none"] = protection(memhog, None)
+    result["protect_priority"] = protection(memhog, ["priority", "--name", "prio", "--cgroup", "/w",
+                                                     "--set", "cgroup_ids=/w/svc"])
+    result["kfuncs"] = kfuncs({"obj": args["kfuncs"], "memhog": memhog, "max_mb": 24, "hog_mb": 48}, bpf)
     result["rmdir_cli"] = rmdir_via_cli(memhog)
     result["rmdir"] = rmdir_attached({"obj": args["observe"], "memhog": memhog, "max_mb": 16, "hog_mb": 24,
                                       "cycles": args["cycles"]}, bpf)

@@ -463,6 +463,25 @@ def rmdir_attached(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
             **hogs.stop()}
 
 
+def kfuncs(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """A below_low handler attached to a parent calls the read kfuncs while the parent's limit is enforced."""
+    swap_on_zram()
+    parent = make_cgroup("kf", memory__max=f"{args['max_mb']}M")
+    (parent / "cgroup.subtree_control").write_text("+memory")
+    child = make_cgroup("c", parent)
+    with Object(bpf, args["obj"]) as obj:
+        ops = obj.struct_ops_maps()[0]
+        attach.write(B.Btf(obj.raw_btf()), ops, attach.Target("/kf", cgroup_id(parent)))
+        obj.load()
+        link = ops.attach_struct_ops()
+        hog = start_in_cgroup(child, [args["memhog"], str(args["hog_mb"])])
+        hog.communicate(timeout=120)
+        link.destroy()
+        seen = bss(obj)
+    return {"seen": seen, "hog_rc": hog.returncode, "parent_id": cgroup_id(parent), "child_id": cgroup_id(child),
+            "max_mb": args["max_mb"]}
+
+
 def remove_cgroups(keep: set[Path]) -> None:
     """rmdir every cgroup made since `keep` was taken, deepest first (their processes have exited)."""
     for path in sorted(set(CGROUP_ROOT.rglob("*/")) - keep, key=lambda p: len(p.parts), reverse=True):
@@ -495,6 +514,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
     "load_fails": load_fails,
     "sequence": sequence,
     "rmdir_attached": rmdir_attached,
+    "kfuncs": kfuncs,
 }
 
 
