@@ -18,6 +18,7 @@ from .conftest import record, run_vm
 
 Result = dict[str, Any]
 CYCLES = 20
+FIXED_DELAY = 25   # jiffies
 ERROR = "memcg-bpf: error: "
 
 
@@ -31,8 +32,11 @@ def ok(step: Result) -> None:
 
 @pytest.fixture(scope="module")
 def run(kernel: Artifacts, bpf_object: Callable[..., Path], memhog: Path, policies_built: list[Path]) -> Result:
+    throttle = {"keep": bpf_object("throttle"), "zero": bpf_object("throttle", "DELAY=0"),
+                "fixed": bpf_object("throttle", f"DELAY={FIXED_DELAY}"),
+                "on_parent": bpf_object("throttle", "DELAY=0")}
     args = {"memhog": str(memhog), "observe": str(bpf_object("observe")), "kfuncs": str(bpf_object("kfuncs")),
-            "cycles": CYCLES}
+            "throttle": {k: str(v) for k, v in throttle.items()}, "cycles": CYCLES}
     vm = run_vm(kernel, ["python3", "-m", "vm_tests.guest.hierarchy", json.dumps(args)], cpus=2, timeout=900)
     assert vm.exit_code == 0, vm.stderr[-6000:]
     out: Result = vm.json()
@@ -169,3 +173,26 @@ def test_read_kfuncs_on_the_handlers_trusted_arguments(run: Result) -> None:
     assert seen["root_usage"] >= seen["usage"] and seen["got_usage"] > 0
     # Indices from BPF can be anything: no warning, ULONG_MAX.
     assert seen["bad_state"] == seen["bad_event"] == seen["bad_memevent"] == 2**64 - 1
+
+
+def test_high_delay_sets_the_memory_high_throttle(run: Result) -> None:
+    """Patch 7: the policy governing the cgroup over memory.high chooses how long its tasks sleep."""
+    keep, zero, fixed = run["throttle_keep"], run["throttle_zero"], run["throttle_fixed"]
+    for r in (keep, zero, fixed):
+        assert r["hog_rc"] == 0 and r["high_events"] > 0, r
+        assert r["seen"]["calls"] > 0, "high_delay never ran: the test proves nothing"
+        assert r["seen"]["memcg_id"] == r["seen"]["over_high_id"] == r["child_id"]
+    # The kernel's own delay: the task slept (an fentry program counts schedule_timeout_killable()).
+    assert keep["seen"]["kernel_delay_max"] > 0 and keep["seen"]["slept_calls"] > 0, keep
+    # 0 jiffies: never put to sleep; a fixed delay: every sleep is exactly that long.
+    assert zero["seen"]["slept_calls"] == 0, zero
+    assert fixed["seen"]["slept_calls"] > 0, fixed
+    assert fixed["seen"]["slept_jiffies"] == FIXED_DELAY * fixed["seen"]["slept_calls"], fixed
+
+
+def test_a_childs_policy_cannot_lift_its_parents_memory_high(run: Result) -> None:
+    r = run["throttle_on_parent"]
+    assert r["hog_rc"] == 0 and r["high_events"] > 0, r
+    # The parent is over its high; the policy attached below it is not asked, and the task is throttled.
+    assert r["seen"]["calls"] == 0, r
+    assert r["seen"]["slept_calls"] > 0, r

@@ -22,7 +22,7 @@ from memcg_bpf.runtime.cgroups import CGROUP_ROOT
 from memcg_bpf.runtime.locate import find_libbpf
 
 from .cli_flow import cli, pinned
-from .scenarios import kfuncs, make_cgroup, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
+from .scenarios import kfuncs, make_cgroup, throttle, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
 
 
 def nested(name: str, memory: bool = True, **files: str) -> Path:
@@ -191,6 +191,9 @@ def main() -> None:
     result["protect_priority"] = protection(memhog, ["priority", "--name", "prio", "--cgroup", "/w",
                                                      "--set", "cgroup_ids=/w/svc"])
     result["kfuncs"] = kfuncs({"obj": args["kfuncs"], "memhog": memhog, "max_mb": 24, "hog_mb": 48}, bpf)
+    for label, obj in args["throttle"].items():
+        result[f"throttle_{label}"] = throttle({"obj": obj, "memhog": memhog, "high_mb": 16, "hog_mb": 18,
+                                                "on_parent": label == "on_parent"}, bpf)
     result["rmdir_cli"] = rmdir_via_cli(memhog)
     result["rmdir"] = rmdir_attached({"obj": args["observe"], "memhog": memhog, "max_mb": 16, "hog_mb": 24,
                                       "cycles": args["cycles"]}, bpf)

@@ -482,6 +482,43 @@ def kfuncs(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
             "max_mb": args["max_mb"]}
 
 
+def throttle(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """memhog goes past memory.high with no swap to reclaim to; a high_delay handler sets the throttle.
+
+    The policy is attached to the parent /th and the high is set on the
+    child /th/c, or (on_parent) the policy on the child and the high on
+    the parent, where the child's policy must not be asked.
+    """
+    parent = make_cgroup("th")
+    (parent / "cgroup.subtree_control").write_text("+memory")
+    child = make_cgroup("c", parent, memory__swap__max="0")
+    limited, attached = (parent, child) if args.get("on_parent") else (child, parent)
+    (limited / "memory.high").write_text(f"{args['high_mb']}M")
+    with Object(bpf, args["obj"]) as obj:
+        ops = obj.struct_ops_maps()[0]
+        attach.write(B.Btf(obj.raw_btf()), ops, attach.Target(str(attached), cgroup_id(attached)))
+        obj.load()
+        links = [ops.attach_struct_ops(), obj.program("throttle_slept").attach()]
+        started = time.monotonic()
+        hog = start_in_cgroup(child, [args["memhog"], str(args["hog_mb"])])
+        hog.communicate(timeout=300)
+        seconds = time.monotonic() - started
+        for link in links:
+            link.destroy()
+        seen = bss(obj)
+    events = dict(line.split() for line in (limited / "memory.events").read_text().splitlines())
+    result = {"seen": seen, "hog_rc": hog.returncode, "seconds": round(seconds, 2), "high_events": int(events["high"]),
+              "limited_id": cgroup_id(limited), "child_id": cgroup_id(child)}
+    for cg in (child, parent):
+        for _ in range(200):
+            try:
+                cg.rmdir()
+                break
+            except OSError:   # the exited memhog may still be leaving it
+                time.sleep(0.05)
+    return result
+
+
 def remove_cgroups(keep: set[Path]) -> None:
     """rmdir every cgroup made since `keep` was taken, deepest first (their processes have exited)."""
     for path in sorted(set(CGROUP_ROOT.rglob("*/")) - keep, key=lambda p: len(p.parts), reverse=True):
@@ -515,6 +552,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
     "sequence": sequence,
     "rmdir_attached": rmdir_attached,
     "kfuncs": kfuncs,
+    "throttle": throttle,
 }
 
 
