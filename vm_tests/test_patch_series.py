@@ -76,6 +76,7 @@ def test_builds_with_memcg_bpf_disabled(kernel: Artifacts) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.bisect  # one kernel build per prefix: too long for every CI run (see README, Tests)
 @pytest.mark.parametrize("count", range(1, len(series_files())))
 def test_each_prefix_of_the_series_builds(count: int, tmp_path: Path, kernel: Artifacts) -> None:
     for patch in series_files()[:count]:
