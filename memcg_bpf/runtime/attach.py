@@ -57,34 +57,33 @@ def resolve(spec: str | None, allow_override: bool, root: Path | None = None) ->
     return Target("/" + str(path.relative_to(root)), cgroups.cgroup_id(path), allow_override)
 
 
-def _members(btf: B.Btf, ops: Map) -> dict[str, B.Member]:
-    return {m.name: m for m in btf.resolve(ops.btf_value_type_id).members}
+FIELDS = ("cgroup_id", "flags")
+
+
+def _fields(btf: B.Btf, ops: Map) -> dict[str, tuple[int, int]]:
+    """Address and size of cgroup_id and flags in the map's data, for those the policy's struct has."""
+    base = ops.initial_value_address()
+    members = {m.name: m for m in btf.resolve(ops.btf_value_type_id).members}
+    return {name: (base + members[name].bit_offset // 8, btf.size(members[name].type_id))
+            for name in FIELDS if name in members}
 
 
 def write(btf: B.Btf, ops: Map, target: Target) -> None:
     """Write target into the (not yet loaded) memcg_ops map's data; btf: the object's."""
-    members = _members(btf, ops)
-    missing = [m for m in ("cgroup_id", "flags") if m not in members]
+    fields = _fields(btf, ops)
+    missing = [name for name in FIELDS if name not in fields]
     if missing and target != ROOT:
         raise UsageError(f"the policy's struct memcg_ops has no {' or '.join(missing)}: it was built for a kernel "
                          "without per-cgroup attach; rebuild it against this kernel's vmlinux.h")
-    base = ops.initial_value_address()
-    for name, value in (("cgroup_id", target.cgroup_id), ("flags", target.flags)):
-        if name in members:
-            size = btf.size(members[name].type_id)
-            ctypes.memmove(base + members[name].bit_offset // 8, value.to_bytes(size, "little"), size)
+    for name, value in zip(FIELDS, (target.cgroup_id, target.flags)):
+        if name in fields:
+            address, size = fields[name]
+            ctypes.memmove(address, value.to_bytes(size, "little"), size)
 
 
 def read(btf: B.Btf, ops: Map) -> tuple[int, int]:
     """(cgroup_id, flags) as the map's data holds them; (0, 0) for a policy without those members."""
-    members = _members(btf, ops)
-    base = ops.initial_value_address()
-    values = []
-    for name in ("cgroup_id", "flags"):
-        member = members.get(name)
-        if member is None:
-            values.append(0)
-            continue
-        size = btf.size(member.type_id)
-        values.append(int.from_bytes(ctypes.string_at(base + member.bit_offset // 8, size), "little"))
-    return values[0], values[1]
+    fields = _fields(btf, ops)
+    cgroup_id, flags = (int.from_bytes(ctypes.string_at(*fields[name]), "little") if name in fields else 0
+                        for name in FIELDS)
+    return cgroup_id, flags

@@ -101,7 +101,7 @@ def foreign_links(sys: Sys, target: attach.Target) -> list[tuple[int, int]]:
         info = maps.get(link.struct_ops_map_id)
         if info is None or info.id in ours:
             continue
-        where_id = None
+        attached_id = None
         if cgid is not None:
             try:
                 fd = sys.map_fd_by_id(info.id)
@@ -110,10 +110,10 @@ def foreign_links(sys: Sys, target: attach.Target) -> list[tuple[int, int]]:
                 finally:
                     os.close(fd)
                 at = data + cgid.bit_offset // 8
-                where_id = int.from_bytes(raw[at:at + 8], "little")
+                attached_id = int.from_bytes(raw[at:at + 8], "little")
             except (MemcgBpfError, OSError):
                 pass
-        if where_id is None or where_id == target.cgroup_id:
+        if attached_id is None or attached_id == target.cgroup_id:
             found.append((link.id, info.id))
     return found
 

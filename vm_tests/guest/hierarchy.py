@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from memcg_bpf.runtime.cgroups import CGROUP_ROOT
 from memcg_bpf.runtime.locate import find_libbpf
 
 from .cli_flow import cli, pinned
-from .scenarios import kfuncs, make_cgroup, throttle, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
+from .scenarios import kfuncs, make_cgroup, remove_cgroup, throttle, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
 
 
 def nested(name: str, memory: bool = True, **files: str) -> Path:
@@ -150,12 +149,7 @@ def protection(memhog: str, policy: list[str] | None) -> dict[str, Any]:
     holder.kill()
     holder.wait()
     for cg in (svc, batch, parent):
-        for _ in range(200):
-            try:
-                cg.rmdir()
-                break
-            except OSError:
-                time.sleep(0.05)
+        remove_cgroup(cg)
     return r
 
 
@@ -164,12 +158,7 @@ def rmdir_via_cli(memhog: str) -> dict[str, Any]:
     gone = make_cgroup("gone", memory__max="16M")
     r: dict[str, Any] = {"load": cli("load", "telemetry", "--name", "gone", "--cgroup", "/gone")}
     r["hog_rc"] = hog(gone, memhog, 24)
-    for _ in range(200):
-        try:
-            gone.rmdir()
-            break
-        except OSError:   # the exited memhog may still be leaving the cgroup
-            time.sleep(0.05)
+    remove_cgroup(gone)
     r["removed"] = not gone.exists()
     r["list"] = cli("list", "--json")
     r["list_text"] = cli("list")

@@ -424,6 +424,18 @@ def load_fails(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
         return {"loaded": True}
 
 
+def remove_cgroup(path: Path, tries: int = 200) -> None:
+    """rmdir path, retrying for up to tries * 50 ms: a task that just exited may still be leaving it."""
+    for _ in range(tries):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def rmdir_attached(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     """Attach to a fresh cgroup, charge it, rmdir it, release the link; N times, while every CPU charges.
 
@@ -447,13 +459,7 @@ def rmdir_attached(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
             hog = start_in_cgroup(gone, [args["memhog"], str(args["hog_mb"])])
             hog.communicate(timeout=300)
             calls = u64_array(obj.map("stats"), STATS)["calls"]
-            tries = 0
-            while gone.exists() and tries < 200:
-                try:
-                    gone.rmdir()
-                except OSError:   # the exited memhog may still be leaving the cgroup
-                    tries += 1
-                    time.sleep(0.05)
+            remove_cgroup(gone)
             time.sleep(0.2)       # the other CPUs go on charging, under no policy
             calls_after_rmdir = u64_array(obj.map("stats"), STATS)["calls"]
             link.destroy()        # unregisters a policy whose cgroup is gone
@@ -510,12 +516,7 @@ def throttle(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     result = {"seen": seen, "hog_rc": hog.returncode, "seconds": round(seconds, 2), "high_events": int(events["high"]),
               "limited_id": cgroup_id(limited), "child_id": cgroup_id(child)}
     for cg in (child, parent):
-        for _ in range(200):
-            try:
-                cg.rmdir()
-                break
-            except OSError:   # the exited memhog may still be leaving it
-                time.sleep(0.05)
+        remove_cgroup(cg)
     return result
 
 
