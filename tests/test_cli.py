@@ -88,7 +88,7 @@ def test_policies_lists_bundled_policies_with_knobs() -> None:
     code, out = run("policies")
     assert code == 0
     lines = out.splitlines()
-    assert [line.split()[0] for line in lines if not line.startswith(" ")] == ["noop", "priority", "reclaim_boost", "telemetry"]
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == ["noop", "priority", "proactive", "reclaim_boost", "telemetry"]
     assert "  reclaim_pages (__u32, default 128): pages to reclaim per failed charge, 1..512 (default 128)" in lines
     code, out = run("policies", "--json")
     policies = {p["name"]: p for p in json.loads(out)}

@@ -47,7 +47,7 @@ def test_kernel_without_memcg_ops(command: list[str]) -> None:
 def test_unknown_policy() -> None:
     code, err = cli("load", "nosuch")
     assert code == 2
-    assert "unknown policy 'nosuch': bundled policies are noop, priority, reclaim_boost, telemetry" in last_line(err)
+    assert "unknown policy 'nosuch': bundled policies are noop, priority, proactive, reclaim_boost, telemetry" in last_line(err)
 
 
 def test_not_a_bpf_object(tmp_path: Path) -> None:

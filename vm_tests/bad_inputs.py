@@ -48,7 +48,7 @@ KNOBS = "valid knobs: reclaim_pages (__u32, default 128), cgroup_ids (memcg_bpf_
 ROWS: tuple[BadInput, ...] = (
     # What the command line alone tells.
     BadInput("unknown-policy", ("load", "nosuch"), 2,
-             "unknown policy 'nosuch': bundled policies are noop, priority, reclaim_boost, telemetry "
+             "unknown policy 'nosuch': bundled policies are noop, priority, proactive, reclaim_boost, telemetry "
              "(or pass FILE.bpf.c / FILE.bpf.o)"),
     BadInput("name-with-slash", ("load", "telemetry", "--name", "a/b"), 2, f"bad policy name 'a/b': {BAD_NAME}"),
     BadInput("name-with-newline", ("load", "telemetry", "--name", "foo\n"), 2,
