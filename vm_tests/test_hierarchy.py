@@ -36,7 +36,8 @@ def run(kernel: Artifacts, bpf_object: Callable[..., Path], memhog: Path, polici
                 "fixed": bpf_object("throttle", f"DELAY={FIXED_DELAY}"),
                 "on_parent": bpf_object("throttle", "DELAY=0")}
     args = {"memhog": str(memhog), "observe": str(bpf_object("observe")), "kfuncs": str(bpf_object("kfuncs")),
-            "throttle": {k: str(v) for k, v in throttle.items()}, "cycles": CYCLES}
+            "throttle": {k: str(v) for k, v in throttle.items()}, "cycles": CYCLES,
+            "reclaim_async": str(bpf_object("reclaim_async")), "reclaim_probe": str(bpf_object("reclaim_probe"))}
     vm = run_vm(kernel, ["python3", "-m", "vm_tests.guest.hierarchy", json.dumps(args)], cpus=2, timeout=900)
     assert vm.exit_code == 0, vm.stderr[-6000:]
     out: Result = vm.json()
@@ -196,3 +197,80 @@ def test_a_childs_policy_cannot_lift_its_parents_memory_high(run: Result) -> Non
     # The parent is over its high; the policy attached below it is not asked, and the task is throttled.
     assert r["seen"]["calls"] == 0, r
     assert r["seen"]["slept_calls"] > 0, r
+
+
+# -- reclaim a policy asks for (patch 8) ---------------------------------------------------------
+def reclaim_async_args(obj: Path, probe: Path, memhog: Path, target: str = "own", nr_pages: int = 64) -> Result:
+    return {"obj": obj, "probe": probe, "memhog": memhog, "max_mb": 32, "hog_mb": 48, "target": target,
+            "nr_pages": nr_pages}
+
+
+def proactive_rows(result: Result) -> list[Result]:
+    return [row for row in result["reclaims"] if row["proactive"]]
+
+
+def check_reclaim_in_charging_task(r: Result) -> None:
+    """Every request was accepted, and every proactive reclaim ran in the task that charged, in its cgroup."""
+    seen, child = r["seen"], r["ids"]["child"]
+    assert r["hog"]["rc"] == 0
+    assert seen["calls"] > 0 and seen["ok"] == seen["calls"], seen
+    rows = proactive_rows(r)
+    assert rows, "no proactive reclaim ran: the request was never served"
+    for row in rows:
+        # The probe's view: the charging task (memhog, in /ra/c), not a kernel thread, reclaimed /ra/c.
+        assert (row["runner_cgroup"], row["target_cgroup"], row["kthread"], row["last_pid"]) == (
+            child, child, 0, r["hog"]["pid"]), row
+    # So its time is inside the cgroup's own CPU time (cpu.stat), where the CPU controller sees it.
+    reclaim_usec = sum(row["ns"] for row in rows) // 1000
+    assert 0 < reclaim_usec <= r["child"]["cpu"]["usage_usec"], (reclaim_usec, r["child"]["cpu"])
+
+
+def test_reclaim_async_is_done_by_the_charging_task(run: Result) -> None:
+    for name in ("reclaim_async_own_64", "reclaim_async_child_64"):
+        r = run[name]
+        check_reclaim_in_charging_task(r)
+        # Reclaimed ahead of the limit: the charges never failed into direct reclaim.
+        assert r["child"]["events"]["max"] == 0, r["child"]["events"]
+        # Served as asked: requests made before a return to user space add up, and a served one
+        # is one request or more (a request pending when memhog exits is never served).
+        rows = proactive_rows(r)
+        assert sum(row["calls"] for row in rows) <= r["seen"]["ok"]
+        assert 0 < sum(row["asked"] for row in rows) <= 64 * r["seen"]["ok"], rows
+
+
+def test_reclaim_async_refuses_cgroups_outside_the_policys_subtree(run: Result) -> None:
+    for name in ("reclaim_async_parent_64", "reclaim_async_sibling_64"):
+        r = run[name]
+        seen = r["seen"]
+        assert r["hog"]["rc"] == 0
+        assert seen["calls"] > 0 and seen["enoent"] == seen["calls"], (name, seen)
+        assert not proactive_rows(r), r["reclaims"]
+        # Nothing reclaimed ahead: the limit was enforced by direct reclaim, as without the policy.
+        assert r["child"]["events"]["max"] > 0, r["child"]["events"]
+    seen = run["reclaim_async_own_0"]["seen"]
+    assert seen["calls"] > 0 and seen["einval"] == seen["calls"], seen
+    assert not proactive_rows(run["reclaim_async_own_0"])
+
+
+def test_proactive_policy_keeps_charges_out_of_direct_reclaim(run: Result) -> None:
+    none, pro = run["proactive_none"], run["proactive"]
+    ok(pro["load"])
+    ok(pro["stats"])
+    ok(pro["unload"])
+    assert none["hog"]["rc"] == 0 and pro["hog"]["rc"] == 0
+    # Without a policy 128 MiB through a 64 MiB limit fails charges into direct reclaim hundreds of times.
+    assert none["parent"]["events"]["max"] >= 100, none["parent"]["events"]
+    assert not proactive_rows(none)
+    # With proactive at 75 %, at most a tenth of that.
+    assert pro["parent"]["events"]["max"] * 10 <= none["parent"]["events"]["max"], (
+        pro["parent"]["events"], none["parent"]["events"])
+    rows = proactive_rows(pro)
+    assert rows
+    for row in rows:
+        # Done by memhog in /pa/job, for /pa, where the limit is.
+        assert (row["runner_cgroup"], row["target_cgroup"], row["kthread"]) == (
+            pro["ids"]["job"], pro["ids"]["parent"], 0), row
+    [slot] = json.loads(pro["stats"]["stdout"])["maps"]["cgroups"]
+    assert slot["key"]["path"] == "/pa"
+    assert slot["value"]["requests"] > 0 and slot["value"]["refused"] == 0, slot
+    assert sum(row["calls"] for row in rows) <= slot["value"]["requests"]

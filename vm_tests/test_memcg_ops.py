@@ -17,7 +17,7 @@ import pytest
 from memcg_bpf.testbed.kernel.build import Artifacts
 
 from .conftest import run_scenario
-from .test_hierarchy import check_rmdir, rmdir_args
+from .test_hierarchy import check_reclaim_in_charging_task, check_rmdir, reclaim_async_args, rmdir_args
 
 Scenario = Callable[..., Any]
 BpfObject = Callable[..., Path]
@@ -336,6 +336,8 @@ def test_debug_kernel_runs_the_scenarios_clean(debug_kernel: Artifacts, bpf_obje
         ("reentry_lazy", "reentry", reentry_args(bpf_object("reentry", "LAZY"), memhog)),
         ("reentry_fresh", "reentry", reentry_args(bpf_object("reentry"), memhog)),
         ("rmdir", "rmdir_attached", rmdir_args(bpf_object("observe"), memhog, DEBUG_RMDIR_CYCLES)),
+        ("reclaim_async", "reclaim_async",
+         reclaim_async_args(bpf_object("reclaim_async"), bpf_object("reclaim_probe"), memhog)),
     ]
     results = run_scenario(debug_kernel, "sequence", {"steps": steps}, cpus=2, timeout=3600, leak_check=True)
     check_observed(results["observe"])
@@ -349,3 +351,4 @@ def test_debug_kernel_runs_the_scenarios_clean(debug_kernel: Artifacts, bpf_obje
     check_reentry(results["reentry_lazy"])
     check_reentry(results["reentry_fresh"])
     check_rmdir(results["rmdir"], DEBUG_RMDIR_CYCLES, 2)
+    check_reclaim_in_charging_task(results["reclaim_async"])

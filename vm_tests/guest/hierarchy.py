@@ -20,6 +20,7 @@ from memcg_bpf.bpf.libbpf import Libbpf, Object
 from memcg_bpf.runtime.cgroups import CGROUP_ROOT
 from memcg_bpf.runtime.locate import find_libbpf
 
+from . import reclaim
 from .cli_flow import cli, pinned
 from .scenarios import kfuncs, make_cgroup, remove_cgroup, throttle, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
 
@@ -153,6 +154,30 @@ def protection(memhog: str, policy: list[str] | None) -> dict[str, Any]:
     return r
 
 
+def proactive(bpf: Libbpf, probe_path: str, memhog: str, policy: list[str] | None) -> dict[str, Any]:
+    """memhog streams 128 MiB through /pa/job under /pa's 64 MiB memory.max, with swap.
+
+    policy: the load command line of a policy for /pa, or None (kernel defaults).
+    """
+    parent = nested("pa", memory__max="64M")
+    job = nested("pa/job")
+    r: dict[str, Any] = {}
+    if policy:
+        r["load"] = cli("load", *policy)
+    with reclaim.probe(bpf, probe_path) as reclaims:
+        r["hog"] = reclaim.hog_timed(job, memhog, 128)
+    r["reclaims"] = reclaims
+    r["parent"] = reclaim.cgroup_files(parent)
+    r["job"] = reclaim.cgroup_files(job)
+    r["ids"] = {"parent": os.stat(parent).st_ino, "job": os.stat(job).st_ino}
+    if policy:
+        r["stats"] = cli("stats", "pro", "--json")
+        r["unload"] = cli("unload", "pro")
+    for cg in (job, parent):
+        remove_cgroup(cg)
+    return r
+
+
 def rmdir_via_cli(memhog: str) -> dict[str, Any]:
     """Attach to a cgroup, charge it, remove it: list shows the policy inert, unload removes it."""
     gone = make_cgroup("gone", memory__max="16M")
@@ -183,6 +208,13 @@ def main() -> None:
     for label, obj in args["throttle"].items():
         result[f"throttle_{label}"] = throttle({"obj": obj, "memhog": memhog, "high_mb": 16, "hog_mb": 18,
                                                 "on_parent": label == "on_parent"}, bpf)
+    for target, nr_pages in (("own", 64), ("child", 64), ("parent", 64), ("sibling", 64), ("own", 0)):
+        result[f"reclaim_async_{target}_{nr_pages}"] = reclaim.reclaim_async(
+            {"obj": args["reclaim_async"], "probe": args["reclaim_probe"], "memhog": memhog, "max_mb": 32,
+             "hog_mb": 48, "target": target, "nr_pages": nr_pages}, bpf)
+    result["proactive_none"] = proactive(bpf, args["reclaim_probe"], memhog, None)
+    result["proactive"] = proactive(bpf, args["reclaim_probe"], memhog,
+                                    ["proactive", "--name", "pro", "--cgroup", "/pa", "--set", "percent=75"])
     result["rmdir_cli"] = rmdir_via_cli(memhog)
     result["rmdir"] = rmdir_attached({"obj": args["observe"], "memhog": memhog, "max_mb": 16, "hog_mb": 24,
                                       "cycles": args["cycles"]}, bpf)

@@ -540,6 +540,12 @@ def sequence(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     return results
 
 
+def reclaim_async(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
+    """vm_tests/guest/reclaim.py's scenario (imported here, as it builds on this module)."""
+    from .reclaim import reclaim_async as scenario
+    return scenario(args, bpf)
+
+
 SCENARIOS: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
     "observe": observe,
     "exclusive": exclusive,
@@ -554,6 +560,7 @@ SCENARIOS: dict[str, Callable[[dict[str, Any], Libbpf], dict[str, Any]]] = {
     "rmdir_attached": rmdir_attached,
     "kfuncs": kfuncs,
     "throttle": throttle,
+    "reclaim_async": reclaim_async,
 }
 
 
