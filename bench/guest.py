@@ -19,6 +19,7 @@ from memcg_bpf.bpf.cpus import online as online_cpus
 from memcg_bpf.testbed.guest import enter_cgroup, swap_on_zram
 from memcg_bpf.bpf.libbpf import Libbpf, Link, Object
 from memcg_bpf.runtime.locate import find_libbpf
+from memcg_bpf.runtime import attach
 from memcg_bpf.runtime.loader import load, unload
 from memcg_bpf.runtime.stats import Reader
 
@@ -90,7 +91,13 @@ def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[Runs]:
     kind = config["kind"]
     runs = Runs()
     if kind == "policy":
-        load(bpf, Path(config["obj"]), "bench", tuple(config.get("set", ())))
+        target = None
+        if config.get("elsewhere"):
+            # Attached to a cgroup of its own, outside every measured cgroup: the charges it does not govern.
+            elsewhere = CGROUP_ROOT / "bench-elsewhere"
+            elsewhere.mkdir(exist_ok=True)
+            target = attach.Target(f"/{elsewhere.name}", elsewhere.stat().st_ino)
+        load(bpf, Path(config["obj"]), "bench", tuple(config.get("set", ())), target=target)
         reader = Reader(Sys(bpf))
 
         def read_policy() -> dict[int, int] | None:

@@ -2,8 +2,9 @@
 
 overhead: instruction-exact (-icount) cost of three charge paths (anonymous
 faults, shmem writes, accounted slab of file creation) on the baseline
-kernel, the patched kernel without a handler, with noop and telemetry, and
-with the same counting done by fentry and kprobe programs on the unpatched
+kernel, the patched kernel without a handler, with noop and telemetry, with
+noop attached to another subtree, and with the same counting done by fentry
+and kprobe programs on the unpatched
 kernel; several boots per configuration with address-layout randomness off.
 reclaim: real-time throughput, burst latency and reclaim counters of two
 workloads past memory.max, without a policy and with reclaim_boost at
@@ -154,6 +155,7 @@ class Bench:
             ("baseline", self.baseline, {"kind": "none"}),
             ("no-handler", self.patched, {"kind": "none"}),
             ("noop", self.patched, {"kind": "policy", "obj": self.policies["noop"]}),
+            ("noop-elsewhere", self.patched, {"kind": "policy", "obj": self.policies["noop"], "elsewhere": True}),
             ("telemetry", self.patched, {"kind": "policy", "obj": self.policies["telemetry"]}),
             ("fentry", self.baseline, {"kind": "fentry", "obj": self.policies["trace_count"]}),
             ("kprobe", self.baseline, {"kind": "kprobe", "obj": self.policies["trace_count"]}),
