@@ -117,3 +117,14 @@ def test_table_and_rates() -> None:
     assert "/demo (id 17)" in text and "? (id 99)" in text
     assert "calls                  10 (+2.5/s)" in text
     assert numbers(SNAPSHOT)[("g", "total_calls")] == 10
+
+
+def test_stats_show_only_the_set_entries_of_a_cgroup_id_array(tmp_path: Path) -> None:
+    from memcg_bpf.bpf.btf import CgroupId
+    from memcg_bpf.runtime.cgroups import CgroupNames
+    from memcg_bpf.runtime.stats import Reader
+
+    reader = Reader(None, tmp_path, CgroupNames(tmp_path))  # type: ignore[arg-type]
+    ids = [CgroupId(0), CgroupId(7), CgroupId(0)]
+    assert reader.present({"cgroup_ids": ids, "plain": [0, 3]}) == {
+        "cgroup_ids": [{"cgroup_id": 7, "path": None}], "plain": [0, 3]}

@@ -72,12 +72,18 @@ class Reader:
         return self._btf[btf_id]
 
     def present(self, value: Any) -> Any:
-        """JSON-ready value: cgroup ids become {"cgroup_id": N, "path": P}."""
+        """JSON-ready value: cgroup ids become {"cgroup_id": N, "path": P}.
+
+        An array of cgroup ids (a knob such as cgroup_ids) shows its set
+        entries only: its zeros are unused slots, not the root.
+        """
         if isinstance(value, B.CgroupId):
             return {"cgroup_id": int(value), "path": self.cgroups.path(int(value))}
         if isinstance(value, dict):
             return {k: self.present(v) for k, v in value.items()}
         if isinstance(value, list):
+            if value and all(isinstance(v, B.CgroupId) for v in value):
+                value = [v for v in value if v]
             return [self.present(v) for v in value]
         return value
 
