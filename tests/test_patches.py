@@ -47,6 +47,21 @@ def test_digest_changes_with_content(tmp_path: Path) -> None:
     assert read_series(tmp_path).digest() != before
 
 
+def test_digest_ignores_the_commit_id_and_the_series_length(tmp_path: Path) -> None:
+    def digest(header: str, body: str = PATCH) -> str:
+        (tmp_path / "series").write_text("0001-a.patch\n")
+        (tmp_path / "0001-a.patch").write_text(header + body)
+        return read_series(tmp_path).digest()
+
+    in_seven = digest(f"From {'1' * 40} Mon Sep 17 00:00:00 2001\nSubject: [PATCH 1/7] mm: a\n\n")
+    # The same patch, exported again from an eight-patch series after a rebase.
+    assert digest(f"From {'2' * 40} Mon Sep 17 00:00:00 2001\nSubject: [PATCH 1/8] mm: a\n\n") == in_seven
+    assert digest("Subject: [PATCH v2 1/8] mm: a\n\n") == in_seven
+    # What the patch says still counts: its subject and its body.
+    assert digest(f"From {'1' * 40} Mon Sep 17 00:00:00 2001\nSubject: [PATCH 1/7] mm: b\n\n") != in_seven
+    assert digest("Subject: [PATCH 1/7] mm: a\n\n", PATCH + "\n") != in_seven
+
+
 def make_tree(tmp_path: Path, body: str) -> tuple[Path, Path]:
     tree = tmp_path / "tree"
     tree.mkdir()

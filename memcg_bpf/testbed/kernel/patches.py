@@ -29,11 +29,26 @@ class Series:
         return names
 
     def digest(self) -> str:
+        """What the series changes, as a hash: the same for a prefix of a longer series.
+
+        git format-patch numbers each patch against the length of the series
+        ("[PATCH 3/8]") and names its commit: neither changes the tree, so
+        neither counts, and appending a patch keeps every prefix's kernels cached.
+        """
         h = hashlib.sha256()
         for patch in self.patches:
             h.update(patch.name.encode() + b"\0")
-            h.update(patch.read_bytes())
+            h.update(normalized(patch.read_bytes()))
         return h.hexdigest()
+
+
+GIT_FROM_LINE = re.compile(rb"\AFrom [0-9a-f]{40} Mon Sep 17 00:00:00 2001\n")
+PATCH_NUMBER = re.compile(rb"^(Subject: \[PATCH)(?: v\d+)? \d+/\d+\]", re.MULTILINE)
+
+
+def normalized(patch: bytes) -> bytes:
+    """A patch without what format-patch adds for the series around it (its commit id, its number)."""
+    return PATCH_NUMBER.sub(rb"\1]", GIT_FROM_LINE.sub(b"", patch), count=1)
 
 
 def read_series(directory: Path) -> Series:
