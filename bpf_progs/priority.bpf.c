@@ -10,11 +10,16 @@
  * cgroup is protected only while it is active: it charged memory within
  * the last idle_ms milliseconds; an idle service leaves its memory to the
  * batch work next to it. Cgroups not selected keep the kernel's answer.
+ * When a cgroup it governs goes over memory.high, tasks of an active
+ * selected cgroup are not put to sleep for it (with spare_high=1): the
+ * batch side alone is throttled, by the kernel's delay. Reclaim for
+ * memory.high still runs for everyone.
  *
  * Knobs:
  *   cgroup_ids  up to 16 cgroup ids (or paths) to protect
  *   hard        1: protect as memory.min (never reclaimed; can OOM the others), 0..1 (default 0)
  *   idle_ms     protect only if the cgroup charged within this many ms; 0: always, 0..3600000 (default 0)
+ *   spare_high  1: never throttle an active selected cgroup for memory.high, 0..1 (default 1)
  * Cost: a short loop over cgroup_ids per reclaim decision and per charge.
  */
 #include "memcg_bpf.h"
@@ -26,12 +31,14 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile memcg_bpf_cgid_t cgroup_ids[MAX_CGROUPS];
 const volatile __u32 hard = 0;
 const volatile __u32 idle_ms = 0;
+const volatile __u32 spare_high = 1;
 
 struct priority_stats {
 	struct memcg_bpf_slot_head head;
 	__u64 protected;	/* reclaim decisions that protected the cgroup */
 	__u64 idle_exposed;	/* decisions that left it to the kernel: idle */
 	__u64 charges;		/* charges seen (with idle_ms) */
+	__u64 unthrottled;	/* memory.high sleeps it was spared */
 	__u64 last_charge_ns;	/* when it last charged */
 };
 
@@ -51,19 +58,27 @@ static bool selected(memcg_bpf_cgid_t id)
 	return false;
 }
 
-static int decide(struct mem_cgroup *memcg)
+/* The slot of memcg if it is selected and active, else NULL. */
+static struct priority_stats *active(struct mem_cgroup *memcg)
 {
 	struct priority_stats *s;
 
 	if (!selected(memcg_bpf_cgid(memcg)))
-		return -1;	/* the kernel's answer */
+		return NULL;
 	s = memcg_bpf_slot(&cgroups, memcg, struct priority_stats);
-	if (!s)
-		return -1;
-	if (idle_ms && bpf_ktime_get_ns() - s->last_charge_ns > (__u64)idle_ms * 1000000) {
+	if (s && idle_ms && bpf_ktime_get_ns() - s->last_charge_ns > (__u64)idle_ms * 1000000) {
 		__sync_fetch_and_add(&s->idle_exposed, 1);
-		return -1;
+		return NULL;
 	}
+	return s;
+}
+
+static int decide(struct mem_cgroup *memcg)
+{
+	struct priority_stats *s = active(memcg);
+
+	if (!s)
+		return -1;	/* the kernel's answer */
 	__sync_fetch_and_add(&s->protected, 1);
 	return 1;
 }
@@ -95,9 +110,26 @@ int BPF_PROG(priority_try_charge, struct try_charge_memcg *tcm)
 	return 0;
 }
 
+SEC("struct_ops/high_delay")
+long BPF_PROG(priority_high_delay, struct mem_cgroup *memcg, struct mem_cgroup *over_high,
+	      unsigned int nr_pages, unsigned long delay)
+{
+	struct priority_stats *s;
+
+	if (!spare_high)
+		return -1;
+	s = active(memcg);
+	if (!s)
+		return -1;	/* the kernel's delay */
+	if (delay)
+		__sync_fetch_and_add(&s->unthrottled, 1);
+	return 0;
+}
+
 SEC(".struct_ops.link")
 struct memcg_ops priority_ops = {
 	.below_low = (void *)priority_below_low,
 	.below_min = (void *)priority_below_min,
 	.try_charge_memcg = (void *)priority_try_charge,
+	.high_delay = (void *)priority_high_delay,
 };

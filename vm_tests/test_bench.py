@@ -20,9 +20,10 @@ def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path
                           cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=3600,
                           env={**os.environ, "MEMCG_BPF_LIBBPF": str(kernel.libbpf)})
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "overhead: 6/6 kprobe, boot 2/2" in proc.stderr, "no progress output"
+    assert "overhead: 7/7 kprobe, boot 2/2" in proc.stderr, "no progress output"
     overhead = json.loads((tmp_path / "results" / "overhead.json").read_text())
-    assert list(overhead["configs"]) == ["baseline", "no-handler", "noop", "telemetry", "fentry", "kprobe"]
+    assert list(overhead["configs"]) == ["baseline", "no-handler", "noop", "noop-elsewhere", "telemetry", "fentry",
+                                         "kprobe"]
     # --quick runs on the test kernels (lock debugging on); the full run on the bench variant.
     assert overhead["meta"]["kernel_variant"] == "test"
     assert overhead["meta"]["kernel_config"]["CONFIG_JUMP_LABEL"] == "y"
@@ -64,5 +65,6 @@ def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path
     assert "## 1. Overhead of the hook" in report and "## 2. Value of the writable reclaim target" in report
     assert "| anon | headroom | telemetry vs fentry |" in report
     assert "| kmem | pressure | no-handler vs baseline |" in report
+    assert "| anon | pressure | noop-elsewhere vs no-handler |" in report
     assert "boot spread" in report
     assert "### Cost per program run" in report

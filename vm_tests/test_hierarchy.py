@@ -37,7 +37,8 @@ def run(kernel: Artifacts, bpf_object: Callable[..., Path], memhog: Path, polici
                 "on_parent": bpf_object("throttle", "DELAY=0")}
     args = {"memhog": str(memhog), "observe": str(bpf_object("observe")), "kfuncs": str(bpf_object("kfuncs")),
             "throttle": {k: str(v) for k, v in throttle.items()}, "cycles": CYCLES,
-            "reclaim_async": str(bpf_object("reclaim_async")), "reclaim_probe": str(bpf_object("reclaim_probe"))}
+            "reclaim_async": str(bpf_object("reclaim_async")), "reclaim_probe": str(bpf_object("reclaim_probe")),
+            "sleep_probe": str(bpf_object("sleep_probe"))}
     vm = run_vm(kernel, ["python3", "-m", "vm_tests.guest.hierarchy", json.dumps(args)], cpus=2, timeout=900)
     assert vm.exit_code == 0, vm.stderr[-6000:]
     out: Result = vm.json()
@@ -274,3 +275,20 @@ def test_proactive_policy_keeps_charges_out_of_direct_reclaim(run: Result) -> No
     assert slot["key"]["path"] == "/pa"
     assert slot["value"]["requests"] > 0 and slot["value"]["refused"] == 0, slot
     assert sum(row["calls"] for row in rows) <= slot["value"]["requests"]
+
+
+def test_priority_policy_throttles_only_the_batch_side_for_memory_high(run: Result) -> None:
+    r = run["spare_high"]
+    for label in ("none_svc", "priority_svc", "priority_batch"):
+        assert r[f"hog_{label}"]["rc"] == 0, label
+    for label in ("priority_svc", "priority_batch"):
+        ok(r[f"load_{label}"])
+        ok(r[f"unload_{label}"])
+    # Without a policy the service sleeps for its parent's memory.high (an independent fentry
+    # probe on schedule_timeout_killable(), by the sleeping task's cgroup).
+    assert r["slept_none_svc"]["calls"] > 0, r["slept_none_svc"]
+    # With priority on the parent, the selected service never sleeps for it; the batch side still does.
+    assert r["slept_priority_svc"]["calls"] == 0, r["slept_priority_svc"]
+    assert r["slept_priority_batch"]["calls"] > 0, r["slept_priority_batch"]
+    [slot] = json.loads(r["stats_priority_svc"]["stdout"])["maps"]["cgroups"]
+    assert slot["key"]["path"] == "/ph/svc" and slot["value"]["unthrottled"] > 0, slot

@@ -178,6 +178,28 @@ def proactive(bpf: Libbpf, probe_path: str, memhog: str, policy: list[str] | Non
     return r
 
 
+def spare_high(bpf: Libbpf, probe_path: str, memhog: str) -> dict[str, Any]:
+    """/ph goes over its memory.high (16M, no swap): who sleeps for it, without and with priority on /ph."""
+    parent = nested("ph", memory__high="16M")
+    svc, batch = nested("ph/svc", memory__swap__max="0"), nested("ph/batch", memory__swap__max="0")
+    ids = {"svc": os.stat(svc).st_ino, "batch": os.stat(batch).st_ino}
+    r: dict[str, Any] = {"ids": ids}
+    for label, cgroup, policy in (("none_svc", svc, False), ("priority_svc", svc, True),
+                                  ("priority_batch", batch, True)):
+        if policy:
+            r[f"load_{label}"] = cli("load", "priority", "--name", "prio", "--cgroup", "/ph",
+                                     "--set", "cgroup_ids=/ph/svc")
+        with reclaim.sleeps(bpf, probe_path) as slept:
+            r[f"hog_{label}"] = reclaim.hog_timed(cgroup, memhog, 18)
+        r[f"slept_{label}"] = slept.get(ids[cgroup.name], {"calls": 0, "jiffies": 0})
+        if policy:
+            r[f"stats_{label}"] = cli("stats", "prio", "--json")
+            r[f"unload_{label}"] = cli("unload", "prio")
+    for cg in (svc, batch, parent):
+        remove_cgroup(cg)
+    return r
+
+
 def rmdir_via_cli(memhog: str) -> dict[str, Any]:
     """Attach to a cgroup, charge it, remove it: list shows the policy inert, unload removes it."""
     gone = make_cgroup("gone", memory__max="16M")
@@ -204,6 +226,7 @@ def main() -> None:
     result["protect_none"] = protection(memhog, None)
     result["protect_priority"] = protection(memhog, ["priority", "--name", "prio", "--cgroup", "/w",
                                                      "--set", "cgroup_ids=/w/svc"])
+    result["spare_high"] = spare_high(bpf, args["sleep_probe"], memhog)
     result["kfuncs"] = kfuncs({"obj": args["kfuncs"], "memhog": memhog, "max_mb": 24, "hog_mb": 48}, bpf)
     for label, obj in args["throttle"].items():
         result[f"throttle_{label}"] = throttle({"obj": obj, "memhog": memhog, "high_mb": 16, "hog_mb": 18,

@@ -44,6 +44,22 @@ def probe(bpf: Libbpf, path: str) -> Iterator[list[dict[str, int]]]:
                          "last_pid": last_pid})
 
 
+@contextmanager
+def sleeps(bpf: Libbpf, path: str) -> Iterator[dict[int, dict[str, int]]]:
+    """Attach the sleep probe; on exit, fill the yielded dict: cgroup id -> memory.high throttle sleeps."""
+    out: dict[int, dict[str, int]] = {}
+    with Object(bpf, path) as obj:
+        obj.load()
+        link = obj.program("probe_sleep").attach()
+        try:
+            yield out
+        finally:
+            link.destroy()
+        for key, value in obj.map("slept").items():
+            calls, jiffies = struct.unpack("<QQ", value)
+            out[U64.unpack(key)[0]] = {"calls": calls, "jiffies": jiffies}
+
+
 def cgroup_files(cgroup: Path) -> dict[str, Any]:
     def table(name: str) -> dict[str, int]:
         return {k: int(v) for k, v in (line.split() for line in (cgroup / name).read_text().splitlines())}
