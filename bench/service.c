@@ -2,14 +2,16 @@
 /*
  * service: a latency-sensitive server under a fixed, open-loop offered load.
  *
- *   service WS_MB RATE_HZ TOUCHES SECONDS [ACTIVE_S IDLE_S]
+ *   service WS_MB RATE_HZ TOUCHES SECONDS [ACTIVE_S IDLE_S [ALLOC_KB]]
  *
  * Holds a working set of WS_MB MiB of anonymous memory. Requests arrive on
  * a schedule, RATE_HZ per second, whether or not the last one finished
  * (open loop: a slow request delays the next ones, and that delay counts);
  * each touches TOUCHES random pages of the working set. With ACTIVE_S and
  * IDLE_S the load alternates between ACTIVE_S seconds on and IDLE_S off,
- * starting on. Prints "ready" once the working set is resident, waits for a
+ * starting on. With ALLOC_KB each request also fills a fresh buffer of
+ * that size and frees it (mmap, write, munmap), as a server that builds a
+ * response does: so an active service charges memory. Prints "ready" once the working set is resident, waits for a
  * line on stdin (the start signal), then runs for SECONDS and prints one
  * JSON object: every request's scheduled time (ms from the start) and
  * latency from its scheduled time to its completion (us).
@@ -50,23 +52,25 @@ int main(int argc, char **argv)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	double rate, seconds, active = 0, idle = 0, start, sched;
-	size_t bytes, pages, touches, n = 0, cap;
+	size_t bytes, pages, touches, n = 0, cap, alloc = 0;
 	double *at, *lat;
 	char line[16];
 	char *ws;
 
-	if (argc != 5 && argc != 7) {
-		fprintf(stderr, "usage: service WS_MB RATE_HZ TOUCHES SECONDS [ACTIVE_S IDLE_S]\n");
+	if (argc != 5 && argc != 7 && argc != 8) {
+		fprintf(stderr, "usage: service WS_MB RATE_HZ TOUCHES SECONDS [ACTIVE_S IDLE_S [ALLOC_KB]]\n");
 		return 2;
 	}
 	bytes = strtoul(argv[1], NULL, 10) << 20;
 	rate = strtod(argv[2], NULL);
 	touches = strtoul(argv[3], NULL, 10);
 	seconds = strtod(argv[4], NULL);
-	if (argc == 7) {
+	if (argc >= 7) {
 		active = strtod(argv[5], NULL);
 		idle = strtod(argv[6], NULL);
 	}
+	if (argc == 8)
+		alloc = strtoul(argv[7], NULL, 10) << 10;
 	if (!bytes || rate <= 0 || !touches || seconds <= 0 || active < 0 || idle < 0) {
 		fprintf(stderr, "service: sizes, rate and durations must be positive\n");
 		return 2;
@@ -100,6 +104,15 @@ int main(int argc, char **argv)
 		sleep_until(sched);
 		for (size_t t = 0; t < touches; t++)
 			ws[(next() % pages) * page]++;
+		if (alloc) {
+			char *buf = mmap(NULL, alloc, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (buf != MAP_FAILED) {
+				for (size_t o = 0; o < alloc; o += page)
+					buf[o] = 1;
+				munmap(buf, alloc);
+			}
+		}
 		at[n] = (sched - start) * 1e3;
 		lat[n] = (now() - sched) * 1e6;
 		n++;
