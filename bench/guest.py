@@ -94,9 +94,8 @@ def configuration(bpf: Libbpf, config: dict[str, Any]) -> Iterator[Runs]:
         target = None
         if config.get("elsewhere"):
             # Attached to a cgroup of its own, outside every measured cgroup: the charges it does not govern.
-            elsewhere = CGROUP_ROOT / "bench-elsewhere"
-            elsewhere.mkdir(exist_ok=True)
-            target = attach.Target(f"/{elsewhere.name}", elsewhere.stat().st_ino)
+            (CGROUP_ROOT / "bench-elsewhere").mkdir(exist_ok=True)
+            target = attach.resolve("/bench-elsewhere", False)
         load(bpf, Path(config["obj"]), "bench", tuple(config.get("set", ())), target=target)
         reader = Reader(Sys(bpf))
 

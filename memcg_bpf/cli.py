@@ -104,6 +104,76 @@ def kernel_build(source: Path | None, jobs: int | None, baseline: bool, variant:
         click.echo(f"{name:8} {path}")
 
 
+@kernel.command("cache")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def kernel_cache(as_json: bool) -> None:
+    """List the kernel cache: build trees and built kernels, least recently used first.
+
+    A tree (about 4.5 GB) keeps a variant's build output so the next build
+    is incremental; a kernel (about 170 MB) is one build's artifacts, found
+    again by the hash of its inputs. 'memcg-bpf kernel prune' removes what
+    has not been used for a while.
+
+    \b
+    Examples:
+      memcg-bpf kernel cache
+      memcg-bpf kernel cache --json
+    """
+    import time
+    from memcg_bpf.paths import cache_dir
+    from memcg_bpf.testbed.kernel import cache as kcache
+
+    now = time.time()
+    found = kcache.entries(cache_dir())
+    if as_json:
+        click.echo(json.dumps({"cache": str(cache_dir()), "entries": [e.as_json(now) for e in found],
+                               "bytes": sum(e.size for e in found)}, indent=2))
+        return
+    for e in found:
+        click.echo(f"{e.kind:6} {kcache.human(e.size):>10}  idle {(now - e.last_used) / kcache.DAY:5.1f} d  "
+                   f"{e.variant:24} {e.path}")
+    click.echo(f"total  {kcache.human(sum(e.size for e in found)):>10}  in {cache_dir()}")
+
+
+@kernel.command("prune")
+@click.option("--older-than", "days", type=click.FloatRange(min=0), default=14.0, show_default=True,
+              metavar="DAYS", help="Remove what has not been built or booted for this many days (0: everything).")
+@click.option("--dry-run", "-n", is_flag=True, help="Say what would be removed, remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def kernel_prune(days: float, dry_run: bool, as_json: bool) -> None:
+    """Free disk space: remove cached build trees and kernels unused for DAYS.
+
+    Every build and every boot marks what it uses, so the current kernels
+    stay. A pruned kernel is rebuilt on demand; a pruned tree makes that
+    build a full one (about 6 minutes) instead of an incremental one.
+
+    \b
+    Examples:
+      memcg-bpf kernel prune --dry-run
+      memcg-bpf kernel prune --older-than 3
+      memcg-bpf kernel prune --older-than 0      # empty the kernel cache
+    """
+    import time
+    from memcg_bpf.paths import cache_dir
+    from memcg_bpf.testbed.kernel import cache as kcache
+
+    now = time.time()
+    doomed = kcache.idle(kcache.entries(cache_dir()), days, now)
+    for e in doomed:
+        if not dry_run:
+            kcache.remove(e)
+        if not as_json:
+            click.echo(f"{'would remove' if dry_run else 'removed'} {e.kind} {e.variant} "
+                       f"({kcache.human(e.size)}, idle {(now - e.last_used) / kcache.DAY:.1f} d) {e.path}")
+    freed = sum(e.size for e in doomed)
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "removed": [e.as_json(now) for e in doomed], "bytes": freed},
+                              indent=2))
+    else:
+        click.echo(f"{'would free' if dry_run else 'freed'} {kcache.human(freed)} "
+                   f"({len(doomed)} entries unused for {days:g} days or more)")
+
+
 @main.group("libbpf", cls=Group)
 def libbpf_group() -> None:
     """The libbpf (>= 1.2) that load, unload, list and stats use."""

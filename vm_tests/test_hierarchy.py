@@ -170,7 +170,10 @@ def test_read_kfuncs_on_the_handlers_trusted_arguments(run: Result) -> None:
     assert seen["calls"] > 0, "below_low never ran: the test proves nothing"
     assert (seen["target_id"], seen["memcg_id"]) == (r["parent_id"], r["child_id"])
     assert 0 < seen["usage"] <= (r["max_mb"] + 1) * MIB
-    assert 0 < seen["anon"] <= seen["usage"]
+    # The flushed anon counter lags; the largest any call saw is within the limit.
+    assert r["stat_reads"] > 0
+    assert 0 < seen["anon_max"] <= (r["max_mb"] + 1) * MIB, seen
+    assert seen["anon"] <= (r["max_mb"] + 1) * MIB, seen
     assert seen["max_events"] > 0 and seen["pgfault"] > 0
     assert seen["root_usage"] >= seen["usage"] and seen["got_usage"] > 0
     # Indices from BPF can be anything: no warning, ULONG_MAX.

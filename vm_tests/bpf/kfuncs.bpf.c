@@ -3,6 +3,9 @@
  * Test program: a below_low handler (patch 5) that calls every memcg read
  * kfunc (patch 6) on its trusted arguments and records what they return.
  * It keeps the kernel's answer.
+ *
+ * Page-state counters are the flushed (rstat) values, so they may lag:
+ * anon_max keeps the largest anon any call saw.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -20,7 +23,7 @@ extern unsigned long bpf_mem_cgroup_page_state(struct mem_cgroup *memcg, int idx
 extern unsigned long bpf_mem_cgroup_vm_events(struct mem_cgroup *memcg,
 					      enum vm_event_item event) __ksym;
 
-__u64 calls, usage, anon, max_events, pgfault, root_usage, got_usage;
+__u64 calls, usage, anon, anon_max, max_events, pgfault, root_usage, got_usage;
 __u64 bad_state, bad_event, bad_memevent;
 __u64 memcg_id, target_id;
 
@@ -34,6 +37,8 @@ int BPF_PROG(kfuncs_below_low, struct mem_cgroup *target, struct mem_cgroup *mem
 	target_id = target->css.cgroup->kn->id;
 	usage = bpf_mem_cgroup_usage(memcg);
 	anon = bpf_mem_cgroup_page_state(memcg, NR_ANON_MAPPED);
+	if (anon > anon_max)
+		anon_max = anon;
 	max_events = bpf_mem_cgroup_memory_events(target, MEMCG_MAX);
 	pgfault = bpf_mem_cgroup_vm_events(memcg, PGFAULT);
 	bad_state = bpf_mem_cgroup_page_state(memcg, 100000);

@@ -24,6 +24,7 @@ from memcg_bpf.bpf.syscalls import Sys
 from memcg_bpf.bpf.libbpf import Libbpf, Object
 from memcg_bpf.bpf.maptypes import MapType
 from memcg_bpf.runtime.locate import find_libbpf
+from memcg_bpf.runtime.cgroups import cgroup_id
 
 from .scenarios import make_cgroup, start_in_cgroup, swap_on_zram, u64_hash
 
@@ -77,7 +78,7 @@ def main() -> None:
     sets = []
     for knob in knobs:
         sets += ["--set", knob.replace("CGROUP", str(cgroup))]
-    result: dict[str, Any] = {"cgroup_id": os.stat(cgroup).st_ino, "before": kernel_objects(sys_)}
+    result: dict[str, Any] = {"cgroup_id": cgroup_id(cgroup), "before": kernel_objects(sys_)}
     result["load"] = cli("load", policy, *sets)
     result["list_loaded"] = cli("list", "--json", "--enable-stats")
     observer = None

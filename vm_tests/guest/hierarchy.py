@@ -22,7 +22,7 @@ from memcg_bpf.runtime.locate import find_libbpf
 
 from . import reclaim
 from .cli_flow import cli, pinned
-from .scenarios import kfuncs, make_cgroup, remove_cgroup, throttle, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
+from .scenarios import cgroup_id, kfuncs, make_cgroup, remove_cgroup, throttle, rmdir_attached, start_in_cgroup, swap_on_zram, u64_hash
 
 
 def nested(name: str, memory: bool = True, **files: str) -> Path:
@@ -42,12 +42,6 @@ def stats_paths(policy: str) -> dict[str, Any]:
     return {row["key"]["path"] or str(row["key"]["cgroup_id"]): row["value"] for row in rows}
 
 
-def hog(cgroup: Path, memhog: str, mb: int = 48) -> int:
-    proc = start_in_cgroup(cgroup, [memhog, str(mb)])
-    proc.communicate(timeout=300)
-    return proc.returncode
-
-
 def reclaim_targets(bpf: Libbpf, observe: str, cgroup: Path, memhog: str) -> dict[str, Any]:
     """Reclaim targets (nr_pages -> calls) while memhog fills cgroup."""
     observer = Object(bpf, observe)
@@ -55,7 +49,7 @@ def reclaim_targets(bpf: Libbpf, observe: str, cgroup: Path, memhog: str) -> dic
     observer.load()
     fentry = observer.program("observe_reclaim").attach()
     try:
-        rc = hog(cgroup, memhog)
+        rc = reclaim.hog_timed(cgroup, memhog, 48)["rc"]
     finally:
         fentry.destroy()
     targets = {str(k): v for k, v in sorted(u64_hash(observer.map("reclaimed")).items())}
@@ -140,7 +134,7 @@ def protection(memhog: str, policy: list[str] | None) -> dict[str, Any]:
     r["svc_before"] = memory_files(svc)
     if policy:
         r["load"] = cli("load", *policy)
-    r["batch_rc"] = hog(batch, memhog, 96)
+    r["batch_rc"] = reclaim.hog_timed(batch, memhog, 96)["rc"]
     r["svc_after"] = memory_files(svc)
     r["batch_after"] = memory_files(batch)
     r["parent_events"] = (parent / "memory.events").read_text()
@@ -169,7 +163,7 @@ def proactive(bpf: Libbpf, probe_path: str, memhog: str, policy: list[str] | Non
     r["reclaims"] = reclaims
     r["parent"] = reclaim.cgroup_files(parent)
     r["job"] = reclaim.cgroup_files(job)
-    r["ids"] = {"parent": os.stat(parent).st_ino, "job": os.stat(job).st_ino}
+    r["ids"] = {"parent": cgroup_id(parent), "job": cgroup_id(job)}
     if policy:
         r["stats"] = cli("stats", "pro", "--json")
         r["unload"] = cli("unload", "pro")
@@ -182,7 +176,7 @@ def spare_high(bpf: Libbpf, probe_path: str, memhog: str) -> dict[str, Any]:
     """/ph goes over its memory.high (16M, no swap): who sleeps for it, without and with priority on /ph."""
     parent = nested("ph", memory__high="16M")
     svc, batch = nested("ph/svc", memory__swap__max="0"), nested("ph/batch", memory__swap__max="0")
-    ids = {"svc": os.stat(svc).st_ino, "batch": os.stat(batch).st_ino}
+    ids = {"svc": cgroup_id(svc), "batch": cgroup_id(batch)}
     r: dict[str, Any] = {"ids": ids}
     for label, cgroup, policy in (("none_svc", svc, False), ("priority_svc", svc, True),
                                   ("priority_batch", batch, True)):
@@ -204,7 +198,7 @@ def rmdir_via_cli(memhog: str) -> dict[str, Any]:
     """Attach to a cgroup, charge it, remove it: list shows the policy inert, unload removes it."""
     gone = make_cgroup("gone", memory__max="16M")
     r: dict[str, Any] = {"load": cli("load", "telemetry", "--name", "gone", "--cgroup", "/gone")}
-    r["hog_rc"] = hog(gone, memhog, 24)
+    r["hog_rc"] = reclaim.hog_timed(gone, memhog, 24)["rc"]
     remove_cgroup(gone)
     r["removed"] = not gone.exists()
     r["list"] = cli("list", "--json")

@@ -20,6 +20,7 @@ from pathlib import Path
 from memcg_bpf.errors import MemcgBpfError
 from memcg_bpf.progress import Progress
 from memcg_bpf.runtime.toolchain import find_clang, find_llvm_tool, require
+from memcg_bpf.testbed.kernel import cache as kcache
 from memcg_bpf.testbed.kernel import kconfig
 from memcg_bpf.testbed.kernel import libbpf
 from memcg_bpf.testbed.kernel.patches import Series, apply_series
@@ -50,7 +51,9 @@ class BuildRequest:
     def variant(self) -> str:
         name = "memcg-bpf" if self.series else "baseline"
         if self.series and self.series.directory.resolve() != bundled_patch_dir().resolve():
-            name += "-" + self.series.digest()[:10]
+            # Any other series (a prefix of ours, a work in progress) shares one tree: a tree per
+            # series would add 4.5 GB for each, and moving between series is an incremental build.
+            name += "-series"
         if self.overrides:
             digest = hashlib.sha256(kconfig.render(self.overrides).encode()).hexdigest()[:10]
             name += f"-{digest}"
@@ -114,6 +117,14 @@ def cached(cache: Path, request: BuildRequest) -> Artifacts | None:
     directory = artifacts_dir(cache, request.key())
     manifest = directory / "manifest.json"
     if manifest.is_file():
+        try:
+            kcache.mark_used(directory)
+            # The tree goes with it: its sources serve kernel-doc and checkpatch, and the next build.
+            tree = cache / "trees" / request.variant
+            if tree.is_dir():
+                kcache.mark_used(tree)
+        except OSError:
+            pass  # a read-only cache still serves its kernels
         return Artifacts(directory, json.loads(manifest.read_text()))
     return None
 
@@ -143,9 +154,11 @@ class Builder:
     def run(self) -> Artifacts:
         require("make", "gcc", "flex", "bison", "bc", "pahole", "rsync", "patch", package_hint=APT_HINT + " patch gcc make")
         started = time.monotonic()
+        kcache.check_free_space(self.cache, new_tree=not self.tree.exists())
         if not self.tree.exists():
             self.seed_tree()
         self.tree.mkdir(parents=True, exist_ok=True)
+        kcache.mark_used(self.tree)
         (self.tree / "source-identity").write_text(self.request.source.identity)
         self.prepare_source()
         (self.tree / APPLIED_FILE).write_text("".join(d + "\n" for d in self.patch_digests()))
@@ -178,7 +191,7 @@ class Builder:
             return (overrides_tag(sibling.name) != tag, len(ours ^ theirs), sibling.name)
 
         candidates = [s for s in self.tree.parent.glob("*")
-                      if (s / "source-identity").is_file()
+                      if "." not in s.name and (s / "source-identity").is_file()
                       and (s / "source-identity").read_text() == self.request.source.identity
                       and (s / "src" / BUILD_SUBDIR / "vmlinux").exists()]
         for sibling in sorted(candidates, key=distance)[:1]:
@@ -315,6 +328,7 @@ class Builder:
             "libbpf_version": libbpf_version,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        kcache.mark_used(tmp)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
