@@ -14,9 +14,10 @@
  *	write the excess (at least BATCH_PAGES pages) to its memory.reclaim.
  *
  * Runs until SIGTERM or SIGINT, then prints one JSON object: wake-ups (by
- * PSI or by the period), control writes, bytes asked of memory.reclaim, and
- * the CPU time the controller used (its reclaim included: memory.reclaim
- * runs in the writer).
+ * PSI or by the period), control writes and when each was made
+ * (CLOCK_MONOTONIC seconds, the first 4096), bytes asked of memory.reclaim,
+ * and the CPU time the controller used (its reclaim included:
+ * memory.reclaim runs in the writer).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -89,17 +90,24 @@ static unsigned long long read_key(int fd, const char *key)
 	return 0;
 }
 
+#define MAX_LOGGED 4096
+static double write_at[MAX_LOGGED];	/* CLOCK_MONOTONIC time of each control write */
+static unsigned long long writes;
+
 static int write_number(int fd, unsigned long long value)
 {
 	char buf[32];
 	int n = snprintf(buf, sizeof(buf), "%llu", value);
 
+	if (writes < MAX_LOGGED)
+		write_at[writes] = now();
+	writes++;
 	return pwrite(fd, buf, n, 0) == n ? 0 : -errno;
 }
 
 int main(int argc, char **argv)
 {
-	unsigned long long wake_psi = 0, wake_period = 0, writes = 0, reclaim_bytes = 0, failed = 0;
+	unsigned long long wake_psi = 0, wake_period = 0, reclaim_bytes = 0, failed = 0;
 	long page = sysconf(_SC_PAGESIZE);
 	struct pollfd pfd = { .events = POLLPRI };
 	const char *trigger = "some 10000 1000000";	/* 10 ms of stall in 1 s */
@@ -148,7 +156,6 @@ int main(int argc, char **argv)
 			if (active != protected) {
 				if (write_number(low, active ? protect : 0))
 					failed++;
-				writes++;
 				protected = active;
 			}
 		}
@@ -175,15 +182,17 @@ int main(int argc, char **argv)
 			/* -EAGAIN: reclaimed less than asked; it still counts. */
 			if (write_number(reclaim, want) && errno != EAGAIN)
 				failed++;
-			writes++;
 			reclaim_bytes += want;
 		}
 	}
 
 	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"wakeups_psi\": %llu, \"wakeups_period\": %llu, \"writes\": %llu, \"failed_writes\": %llu, "
-	       "\"reclaim_bytes_asked\": %llu, \"cpu_user_us\": %ld, \"cpu_system_us\": %ld}\n",
+	       "\"reclaim_bytes_asked\": %llu, \"cpu_user_us\": %ld, \"cpu_system_us\": %ld, \"write_at\": [",
 	       wake_psi, wake_period, writes, failed, reclaim_bytes,
 	       ru.ru_utime.tv_sec * 1000000L + ru.ru_utime.tv_usec, ru.ru_stime.tv_sec * 1000000L + ru.ru_stime.tv_usec);
+	for (unsigned long long i = 0; i < writes && i < MAX_LOGGED; i++)
+		printf("%s%.4f", i ? ", " : "", write_at[i]);
+	printf("]}\n");
 	return 0;
 }

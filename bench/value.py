@@ -1,10 +1,15 @@
-"""Runs inside the benchmark VM: one case of `bench value` in one mode, one JSON object out.
+"""Runs inside the benchmark VM: the runs of `bench value` of one boot, one JSON list out.
 
     python3 -m bench.value 'JSON-ARGS'
 
-args: case (priority|proactive), mode (none|static|uctl|bpf), the binaries
-(service, batch, uctl), the parameters of each, and epoch_ms. The cgroups:
-/value (memory.high below memory.max) with /value/service and /value/batch.
+args: runs ([case, mode] in the order to run them), cases (the parameters
+of each case: service and batch arguments, the policy's load arguments,
+the userspace controller's), the binaries (service, batch, uctl), the
+cgroup sizes, epoch_ms. Modes: alone (the service without the batch job:
+the reference), none (kernel defaults), static (memory.low on the
+service), uctl (the userspace controller), bpf (the policy). The cgroups:
+/value (memory.high below memory.max) with /value/service and
+/value/batch, made afresh for every run.
 """
 
 from __future__ import annotations
@@ -80,44 +85,60 @@ def cli(*args: str) -> dict[str, Any]:
     return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
-def run(args: dict[str, Any]) -> dict[str, Any]:
-    swap_on_zram("2G")
+def bpf_programs() -> dict[str, int]:
+    """Run count and time of the loaded policy's programs (kernel.bpf_stats_enabled is on)."""
+    out = cli("list", "--json")
+    totals = {"run_cnt": 0, "run_time_ns": 0}
+    if out["rc"] == 0:
+        for policy in json.loads(out["stdout"]):
+            for prog in policy.get("programs", []):
+                for key in totals:
+                    totals[key] += int(prog.get(key) or 0)
+    return totals
+
+
+def run(args: dict[str, Any], case: str, mode: str) -> dict[str, Any]:
+    params = args["cases"][case]
     PARENT.mkdir()
     (PARENT / "memory.max").write_text(f"{args['max_mb']}M")
     (PARENT / "memory.high").write_text(f"{args['high_mb']}M")
     (PARENT / "cgroup.subtree_control").write_text("+memory")
     for child in CHILDREN:
         (PARENT / child).mkdir()
-    mode, case = args["mode"], args["case"]
     result: dict[str, Any] = {"case": case, "mode": mode, "online_cpus": online_cpus()}
     if mode == "static":
         (PARENT / "service" / "memory.low").write_text(f"{args['protect_mb']}M")
 
-    service = start(PARENT / "service", [args["service"], *map(str, args["service_args"])])
-    batch = start(PARENT / "batch", [args["batch"], str(args["epoch_ms"]), *args["phases"]])
-    for proc in (service, batch):
+    procs = {"service": start(PARENT / "service", [args["service"], *map(str, params["service_args"])])}
+    if mode != "alone":
+        procs["batch"] = start(PARENT / "batch", [args["batch"], str(args["epoch_ms"]), *params["phases"]])
+    for proc in procs.values():
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
 
     controller = None
     if mode == "uctl":
-        controller = start(None, [args["uctl"], *map(str, args["uctl_args"])])
+        controller = start(None, [args["uctl"], *map(str, params["uctl_args"])])
     elif mode == "bpf":
-        result["load"] = cli("load", *args["policy"], "--name", "value", "--cgroup", "/value")
+        result["load"] = cli("load", *params["policy"], "--name", "value", "--cgroup", "/value")
+        if result["load"]["rc"]:
+            raise SystemExit(f"bench value: load failed: {result['load']['stderr']}")
 
     sampler = Sampler(args["epoch_ms"] / 1e3)
+    result["start_monotonic"] = time.monotonic()
     sampler.start()
-    for proc in (service, batch):
+    for proc in procs.values():
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
-    outputs = [proc.communicate(timeout=args["timeout"])[0] for proc in (service, batch)]
+    for name, proc in procs.items():
+        result[name] = json.loads(proc.communicate(timeout=args["timeout"])[0].strip().splitlines()[-1])
     sampler.done.set()
     sampler.join()
-    result["service"], result["batch"] = (json.loads(out.strip().splitlines()[-1]) for out in outputs)
     if controller:
         controller.send_signal(signal.SIGTERM)
         result["uctl"] = json.loads(controller.communicate(timeout=30)[0])
     elif mode == "bpf":
+        result["programs"] = bpf_programs()
         result["stats"] = cli("stats", "value", "--json")
         result["unload"] = cli("unload", "value")
     result["samples"] = sampler.samples
@@ -128,7 +149,11 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    print(json.dumps(run(json.loads(sys.argv[1]))))
+    args = json.loads(sys.argv[1])
+    swap_on_zram("2G")
+    # Run time of the policy's programs, for the controller's CPU cost (two clock reads per call).
+    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
+    print(json.dumps([run(args, case, mode) for case, mode in args["runs"]]))
 
 
 if __name__ == "__main__":
