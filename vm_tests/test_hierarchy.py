@@ -97,6 +97,27 @@ def test_attaching_below_a_policy_without_override_is_refused(run: Result) -> No
     assert json.loads(r["list_after"]["stdout"]) == []
 
 
+def test_the_governing_policy_follows_attach_replace_and_detach(run: Result) -> None:
+    """Patch 9: each cgroup's governing policy, kept per cgroup, is right after every change around it."""
+    r = run["governing"]
+    for step in ("load_top", "load_sub", "unload_sub", "replace_top", "load_root", "unload_top2", "unload_all"):
+        ok(r[step])
+    assert r["hog_rcs"] == [0] * 6
+    top = r["top"]
+    # /g/new and /g/new/deep were made after gtop was attached to /g: governed all the same.
+    assert set(top) == {"/g/old", "/g/new/deep"} and min(top.values()) > 0, top
+    # gsub attached to /g/new takes /g/new/deep's charges; gtop sees none of them.
+    assert set(r["sub"]) == {"/g/new/deep"}, r["sub"]
+    assert r["top_with_sub"] == top
+    # gsub detached: /g/new/deep is gtop's again, /g/old was never anyone else's.
+    assert r["top_after_sub"]["/g/new/deep"] > top["/g/new/deep"]
+    assert r["top_after_sub"]["/g/old"] == top["/g/old"]
+    # The replacement governs the whole subtree at once.
+    assert set(r["top2"]) == {"/g/new/deep"}, r["top2"]
+    # gtop2 detached: its subtree falls to the policy at the root.
+    assert r["root"].get("/g/old", 0) > 0, r["root"]
+
+
 def test_only_the_limit_owners_policy_sets_the_reclaim_target(run: Result) -> None:
     r = run["authority"]
     for step in ("load_root", "load_child", "unload_child", "load_parent", "unload_all"):

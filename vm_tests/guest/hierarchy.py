@@ -95,6 +95,46 @@ def authority(bpf: Libbpf, observe: str, memhog: str) -> dict[str, Any]:
     return r
 
 
+def governing(memhog: str) -> dict[str, Any]:
+    """Which policy sees a cgroup's charges as policies are attached, replaced and detached around it.
+
+    Patch 9 keeps the governing policy in every cgroup: attach, detach and
+    replace rewrite it over a subtree, a new cgroup takes its parent's.
+    """
+    nested("g")
+    old = nested("g/old")
+
+    def calls(policy: str) -> dict[str, int]:
+        return {path: row["calls"] for path, row in stats_paths(policy).items()}
+
+    def hog(cgroup: Path) -> int:
+        return int(reclaim.hog_timed(cgroup, memhog, 16)["rc"])
+
+    r: dict[str, Any] = {"load_top": cli("load", "telemetry", "--name", "gtop", "--cgroup", "/g", "--allow-override")}
+    nested("g/new")                # created under the attached policy, as is:
+    deep = nested("g/new/deep")
+    rcs = [hog(old), hog(deep)]
+    r["top"] = calls("gtop")
+    r["load_sub"] = cli("load", "telemetry", "--name", "gsub", "--cgroup", "/g/new")
+    rcs.append(hog(deep))
+    r["top_with_sub"], r["sub"] = calls("gtop"), calls("gsub")
+    r["unload_sub"] = cli("unload", "gsub")
+    rcs.append(hog(deep))
+    r["top_after_sub"] = calls("gtop")
+    r["replace_top"] = cli("load", "telemetry", "--name", "gtop2", "--replace", "gtop", "--allow-override")
+    rcs.append(hog(deep))
+    r["top2"] = calls("gtop2")
+    r["load_root"] = cli("load", "telemetry", "--name", "groot", "--allow-override")
+    r["unload_top2"] = cli("unload", "gtop2")
+    rcs.append(hog(old))
+    r["root"] = calls("groot")
+    r["unload_all"] = cli("unload", "--all")
+    r["hog_rcs"] = rcs
+    for name in ("g/new/deep", "g/new", "g/old", "g"):
+        os.rmdir(CGROUP_ROOT / name)
+    return r
+
+
 def no_override() -> dict[str, Any]:
     nested("s")
     nested("s/x")
@@ -217,6 +257,7 @@ def main() -> None:
     result["siblings"] = siblings(memhog)
     result["authority"] = authority(bpf, args["observe"], memhog)
     result["no_override"] = no_override()
+    result["governing"] = governing(memhog)
     result["protect_none"] = protection(memhog, None)
     result["protect_priority"] = protection(memhog, ["priority", "--name", "prio", "--cgroup", "/w",
                                                      "--set", "cgroup_ids=/w/svc"])
