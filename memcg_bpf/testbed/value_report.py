@@ -15,6 +15,7 @@ COLUMNS = [("p50 ms", "p50_us", 1e-3, 1), ("p99 ms", "p99_us", 1e-3, 1), ("p99.9
            ("SLO epochs", "slo_epochs", 1, 0), ("batch MiB/s", "batch_mb_s", 1, 1),
            ("high events", "high_events", 1, 0), ("pgscan_direct", "pgscan_direct", 1, 0),
            ("service refaults", "service_refaults", 1, 0), ("service PSI some ms", "service_psi_some_us", 1e-3, 0),
+           ("service CPU ms", "service_cpu_us", 1e-3, 0), ("batch CPU ms", "batch_cpu_us", 1e-3, 0),
            ("controller CPU ms", "controller_cpu_us", 1e-3, 1)]
 
 
@@ -142,9 +143,14 @@ def section(value: dict[str, Any], results: Path) -> list[str]:
              f"{plan.proactive_percent} batch_pages={plan.proactive_batch_pages}`.",
              f"- Cells: median over repetitions, (spread: (max - min) / median). SLO epochs: {plan.epoch_ms} ms "
              f"epochs whose p99 latency is above {SLO_US / 1e3:g} ms. Events, scans, refaults and PSI are the "
-             "growth over the run (memory.events and memory.stat of /value, memory.pressure of the service). "
-             "Controller CPU: the userspace controller's user + system time (its memory.reclaim writes "
-             "included), or the BPF programs' run time (kernel.bpf_stats_enabled, on in every mode).",
+             "growth over the run (memory.events and memory.stat of /value, memory.pressure of the service); "
+             "on 6.12 `pgscan_direct` also counts proactive reclaim (memory.reclaim writes and the reclaim "
+             "the policy asks for), so the `high` events are the measure of charges that went over the limit. "
+             "Service and batch CPU: their cgroups' cpu.stat usage, where reclaim done by their own tasks is "
+             "charged (memory.high reclaim, and the reclaim the BPF policy asks for). Controller CPU: the "
+             "userspace controller's user + system time (its memory.reclaim writes, so the reclaim it "
+             "does, included), or the BPF programs' run time (kernel.bpf_stats_enabled, on in every mode), "
+             "which does not include the reclaim they ask for: that is in the service and batch columns.",
              "- Timing: real time, because -icount ran one scenario of 16 s for over 10 minutes (the service's "
              "sleeps and the controller's timers are all virtual time then); TCG real time is noisy, hence the "
              "repetitions and the spreads.", ""]
