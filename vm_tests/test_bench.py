@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from memcg_bpf.testbed.kernel.build import Artifacts
+from memcg_bpf.testbed.value import QUICK_VALUE
 from memcg_bpf.paths import REPO_ROOT
 
 
@@ -59,7 +60,20 @@ def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path
         assert result["online_cpus"] == 2, "the reclaim benchmark must run on 2 real vCPUs"
         for runs in result["workloads"].values():
             assert runs and all(r["seconds"] > 0 and r["max_events"] > 0 for r in runs)
-    for png in ("overhead.png", "reclaim.png"):
+    value = json.loads((tmp_path / "results" / "value.json").read_text())
+    assert "value: repetition 1/1" in proc.stderr
+    [boot] = value["boots"]
+    assert [[r["case"], r["mode"]] for r in boot] == QUICK_VALUE.runs(0)
+    for r in boot:
+        assert r["online_cpus"] == 2, "the value benchmark must run on 2 real vCPUs"
+        assert r["service"]["requests"] > 0 and len(r["samples"]) > 1, r["mode"]
+        assert ("batch" in r) == (r["mode"] != "alone")
+        if r["mode"] == "bpf":
+            assert r["load"]["rc"] == 0 and r["unload"]["rc"] == 0, r["load"]
+            assert r["programs"]["run_cnt"] > 0, "the policy never ran"
+        if r["mode"] == "uctl":
+            assert r["uctl"]["wakeups_period"] + r["uctl"]["wakeups_psi"] > 0
+    for png in ("overhead.png", "reclaim.png", "value.png"):
         assert (tmp_path / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "REPORT.md").read_text()
     assert "## 1. Overhead of the hook" in report and "## 2. Value of the writable reclaim target" in report
@@ -68,3 +82,5 @@ def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path
     assert "| anon | pressure | noop-elsewhere vs no-handler |" in report
     assert "boot spread" in report
     assert "### Cost per program run" in report
+    assert "## 3. Value: BPF policies against" in report and "### proactive" in report
+    assert "Validity gate: " in report and "| userspace controller |" in report

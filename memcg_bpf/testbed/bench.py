@@ -9,6 +9,9 @@ kernel; several boots per configuration with address-layout randomness off.
 reclaim: real-time throughput, burst latency and reclaim counters of two
 workloads past memory.max, without a policy and with reclaim_boost at
 several reclaim targets.
+value: a service and a batch job under one parent, with kernel defaults,
+static memory.low, a userspace controller and the BPF policies (see
+value.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from memcg_bpf.errors import MemcgBpfError
 from memcg_bpf.testbed.kernel import kconfig
 from memcg_bpf.testbed.kernel.api import VARIANTS, build
 from memcg_bpf.testbed.kernel.build import Artifacts
+from memcg_bpf.testbed.value import FULL_VALUE, QUICK_VALUE, ValuePlan
 from memcg_bpf.bpf.libbpf import Libbpf
 from memcg_bpf.paths import bundled_policy_dir, cache_dir, checkout_dir
 from memcg_bpf.progress import Progress
@@ -64,16 +68,18 @@ class Plan:
     rand_mb: int
     rand_touches: int
     boost_targets: tuple[int, ...]
+    value: ValuePlan
 
 
 FULL = Plan(repeat=5, boots=3,
             paths={"anon": ChargePath(64, 32), "shmem": ChargePath(64, 32),
                    "kmem": ChargePath(16384, 44, balloon_mb=32)},
             reclaim_limit_mb=64, seq_mb=256, rand_mb=96, rand_touches=98304,
-            boost_targets=(32, 64, 128, 256, 512))
+            boost_targets=(32, 64, 128, 256, 512), value=FULL_VALUE)
 QUICK = Plan(repeat=3, boots=2,
              paths={"anon": ChargePath(4, 2), "shmem": ChargePath(4, 2), "kmem": ChargePath(2048, 16, balloon_mb=14)},
-             reclaim_limit_mb=8, seq_mb=16, rand_mb=12, rand_touches=4096, boost_targets=(256,))
+             reclaim_limit_mb=8, seq_mb=16, rand_mb=12, rand_touches=4096, boost_targets=(256,),
+             value=QUICK_VALUE)
 # Real-time runs (reclaim) give each vCPU a host thread, so that 2 vCPUs run in parallel, except in
 # --quick mode (CI), which must not be flaky: QEMU 7.2's multi-threaded TCG can crash the guest with
 # an int3 Oops when the kernel patches code (README). A full run boots again when that happens and
@@ -104,6 +110,7 @@ class Bench:
         self.bin_dir = cache_dir() / "bench-bin"
         self.chargepath = self.compile_c("chargepath")
         self.reclaimload = self.compile_c("reclaimload")
+        self.value_bins = {name: self.compile_c(name) for name in ("service", "batch", "uctl")}
         self.policies = self.compile_policies()
 
     def compile_c(self, name: str) -> Path:
@@ -115,7 +122,8 @@ class Bench:
     def compile_policies(self) -> dict[str, Path]:
         bpf = Libbpf(self.patched.libbpf)
         tools = Toolchain(find_clang(), self.patched.include)
-        sources = [bundled_policy_dir() / f"{n}.bpf.c" for n in ("noop", "telemetry", "reclaim_boost")]
+        sources = [bundled_policy_dir() / f"{n}.bpf.c"
+                   for n in ("noop", "telemetry", "reclaim_boost", "priority", "proactive")]
         objs = {o.name.removesuffix(".bpf.o"): o
                 for o in build_objects(bpf, sources, self.patched.vmlinux, cache_dir(), tools)}
         # The tracing program runs on the baseline kernel. It is compiled against the patched
@@ -126,13 +134,15 @@ class Bench:
                                           includes=(bundled_policy_dir(),))
         return objs
 
-    def vm(self, kernel: Artifacts, scenario: str, args: dict[str, Any], *, icount: bool, cpus: int) -> Any:
+    def vm(self, kernel: Artifacts, scenario: str, args: dict[str, Any], *, icount: bool, cpus: int,
+           module: str = "bench.guest") -> Any:
         threads = [] if icount else ["--tcg-thread", self.tcg_thread]
         cmd = [sys.executable, "-m", "memcg_bpf", "vm", "run", "--kernel", str(kernel.bzimage),
                "--cpus", str(cpus), "--memory", "2G", "--timeout", "1200", *(["--icount"] if icount else []),
                *threads,
                "--append", FIXED_LAYOUT,
-               "--", "python3", "-m", "bench.guest", scenario, json.dumps(args, default=str)]
+               "--", "python3", "-m", module, *([scenario] if module == "bench.guest" else []),
+               json.dumps(args, default=str)]
         env = dict(os.environ, MEMCG_BPF_LIBBPF=str(kernel.libbpf))
         for attempt in range(1, QEMU_CRASH_ATTEMPTS + 1):
             proc = subprocess.run(cmd, cwd=self.dir.parent, env=env, capture_output=True, text=True, check=False)
@@ -187,6 +197,20 @@ class Bench:
             out["configs"][name] = self.vm(self.patched, "reclaim", args, icount=False, cpus=2)
         return out
 
+    def value(self) -> dict[str, Any]:
+        v = self.plan.value
+        args = {**{k: str(p) for k, p in self.value_bins.items()}, "cases": v.cases("/value/service"),
+                "max_mb": v.max_mb, "high_mb": v.high_mb, "protect_mb": v.protect_mb, "epoch_ms": v.epoch_ms,
+                "timeout": v.timeout}
+        boots = []
+        for rep in range(v.reps):
+            runs = v.runs(rep)
+            self.progress.say("value", f"repetition {rep + 1}/{v.reps}: {len(runs)} runs of {v.seconds:g} s "
+                                       f"in one boot (real time, 2 vCPUs)")
+            boots.append(self.vm(self.patched, "value", {**args, "runs": runs}, icount=False, cpus=2,
+                                 module="bench.value"))
+        return {"plan": dataclasses.asdict(v), "boots": boots}
+
     def meta(self) -> dict[str, Any]:
         qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True,
                               check=False).stdout.splitlines()[0]
@@ -208,7 +232,9 @@ class Bench:
             data["meta"]["qemu_crashes_rebooted"] = self.qemu_crashes
             self.qemu_crashes = 0
             path = self.results / f"{scenario}.json"
-            path.write_text(json.dumps(data, indent=1) + "\n")
+            # value keeps every request and every 200 ms sample: compact, or it is 6 MB.
+            text = json.dumps(data, separators=(",", ":")) if scenario == "value" else json.dumps(data, indent=1)
+            path.write_text(text + "\n")
             written.append(path)
             self.progress.say(scenario, f"wrote {path}")
         return written
