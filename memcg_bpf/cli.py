@@ -446,6 +446,61 @@ def load_cmd(target: str, name: str | None, sets: tuple[str, ...], btf: Path | N
                    f"pinned at {loaded.directory}")
 
 
+@main.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", "-n", is_flag=True, help="Check the file and print the plan; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def apply_cmd(file: Path, dry_run: bool, as_json: bool) -> None:
+    """Make the loaded policies exactly what FILE declares.
+
+    FILE is TOML with one [[policy]] table per policy: name, policy (a
+    bundled policy or a path to a .bpf.c / .bpf.o), and optionally cgroup
+    (default "/"), knobs (a table) and allow_override. The whole file is
+    checked first (every policy compiled, every knob and cgroup checked);
+    a problem names the file, the line and what to fix, and changes
+    nothing. Then apply unloads what the file no longer lists, loads what
+    is new, and replaces what changed with no gap (BPF_LINK_UPDATE); a
+    policy moved to another cgroup is unloaded and loaded again. A
+    second run with the same file changes nothing and says so.
+
+    \b
+    Example FILE:
+      [[policy]]
+      name = "batch-boost"
+      policy = "reclaim_boost"
+      cgroup = "/batch"
+      knobs = { reclaim_pages = 256 }
+
+    \b
+    Examples:
+      memcg-bpf apply /etc/memcg-bpf/policies.toml --dry-run
+      memcg-bpf apply /etc/memcg-bpf/policies.toml
+    """
+    from memcg_bpf.bpf.syscalls import Sys
+    from memcg_bpf.runtime import apply as applying
+    from memcg_bpf.runtime.declare import parse
+    from memcg_bpf.runtime.preflight import require_all, require_memcg_ops
+
+    declared = parse(file)
+    require_memcg_ops()   # the policies compile against the running kernel's memcg_ops
+    bpf = _libbpf()
+    checked = applying.check(file, declared, bpf, lambda policy: _compile(bpf, (policy,), None, None)[0])
+    require_all("apply")
+    plan = applying.make_plan(checked, Sys(bpf))
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "unload": plan.unload, "load": [d.name for d in plan.load],
+                               "replace": [d.name for d in plan.replace], "keep": plan.keep}, indent=2))
+    if plan.empty:
+        if not as_json:
+            click.echo(f"nothing to do: {len(plan.keep)} policies loaded as {file} declares")
+        return
+    if dry_run:
+        if not as_json:
+            click.echo("\n".join(["would:"] + [f"  {line}" for line in plan.lines()]))
+        return
+    applying.execute(plan, checked, bpf, (lambda line: None) if as_json else click.echo)
+
+
 @main.command("unload")
 @click.argument("name", required=False)
 @click.option("--all", "unload_all", is_flag=True, help="Unload every memcg-bpf catalog.")

@@ -168,11 +168,13 @@ def open_policy(obj: Object, btf: B.Btf, obj_path: Path) -> Map:
 
 def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
          source: str = "", ranges: dict[str, tuple[int, int]] | None = None,
-         replace: str | None = None, target: attach.Target | None = None) -> Loaded:
+         replace: str | None = None, target: attach.Target | None = None,
+         extra_meta: dict[str, Any] | None = None) -> Loaded:
     """Load and register a policy; with replace, take over the link of that loaded policy.
 
     target: where to attach; None keeps what the object says (the root, unless
     its struct memcg_ops sets cgroup_id), or with replace the replaced policy's.
+    extra_meta: more metadata to keep with the pins (apply's declaration digest).
 
     All or nothing: everything is pinned under a staging directory that
     becomes NAME in one rename, under the load/unload lock (see store).
@@ -221,6 +223,7 @@ def load(bpf: Libbpf, obj_path: Path, name: str, sets: tuple[str, ...], *,
                 "allow_override": target.allow_override,
                 "prog_ids": prog_ids,
                 "struct_ops_map_id": sys.map_info(ops.fd).id,
+                **(extra_meta or {}),
             }
             staged = store.staging_dir(name)
             try:
@@ -306,6 +309,16 @@ def replace_link(bpf: Libbpf, sys: Sys, obj: Object, btf: B.Btf, ops: Map, old: 
             os.close(old_map_fd)
     finally:
         os.close(link_fd)
+
+
+def check_policy(bpf: Libbpf, obj_path: Path, sets: tuple[str, ...],
+                 ranges: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    """Everything load checks before the kernel: the object, its memcg_ops map, the knobs; the knob values."""
+    check_bpf_object(obj_path)
+    with Object(bpf, obj_path) as obj:
+        btf = B.Btf(obj.raw_btf())
+        open_policy(obj, btf, obj_path)
+        return apply_knobs(obj, btf, sets, ranges or {})
 
 
 def apply_knobs(obj: Object, btf: B.Btf, sets: tuple[str, ...],
