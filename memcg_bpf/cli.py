@@ -501,6 +501,34 @@ def apply_cmd(file: Path, dry_run: bool, as_json: bool) -> None:
     applying.execute(plan, checked, bpf, (lambda line: None) if as_json else click.echo)
 
 
+@main.command("exporter")
+@click.option("--port", type=click.IntRange(1, 65535), default=9431, show_default=True, help="TCP port to serve on.")
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+def exporter_cmd(port: int, address: str) -> None:
+    """Serve every loaded policy's telemetry and the cgroups' memory events for Prometheus.
+
+    Each scrape of http://ADDRESS:PORT/metrics reads afresh: the metrics
+    of 'stats --prometheus' for every policy loaded at that moment, and,
+    for every memory cgroup, memory.events (memcg_bpf_cgroup_memory_events_total),
+    memory.current and the memory.pressure stall time. Runs until
+    SIGTERM or SIGINT.
+
+    \b
+    Examples:
+      memcg-bpf exporter
+      memcg-bpf exporter --address 0.0.0.0 --port 9431
+    """
+    from memcg_bpf.bpf.syscalls import Sys
+    from memcg_bpf.runtime.exporter import serve
+    from memcg_bpf.runtime.preflight import require_all
+    from memcg_bpf.runtime.stats import Reader
+
+    require_all("exporter")
+    click.echo(f"serving http://{address}:{port}/metrics", err=True)
+    serve(Reader(Sys(_libbpf())), address, port)
+
+
 @main.command("unload")
 @click.argument("name", required=False)
 @click.option("--all", "unload_all", is_flag=True, help="Unload every memcg-bpf catalog.")

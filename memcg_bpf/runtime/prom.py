@@ -97,6 +97,11 @@ class _Collector:
         yield from families.values()
 
 
+def policy_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """The metric families of one policy's snapshot (for a collector serving several)."""
+    return _Collector(snapshot).collect()
+
+
 def _registry(snapshot: Snapshot) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(_Collector(snapshot))  # type: ignore[arg-type]
