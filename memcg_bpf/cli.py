@@ -529,6 +529,53 @@ def exporter_cmd(port: int, address: str) -> None:
     serve(Reader(Sys(_libbpf())), address, port)
 
 
+@main.command("top")
+@click.argument("name")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, metavar="SECS",
+              help="Seconds between frames (the rates are over this long).")
+@click.option("--once", is_flag=True, help="Print one frame and exit (for scripts).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per frame.")
+def top_cmd(name: str, interval: float, once: bool, as_json: bool) -> None:
+    """A live view of the cgroups a loaded policy counts, most memory pressure first.
+
+    For each cgroup in the policy's maps: its counters as rates (for
+    telemetry: calls/s, charged/s, failed/s, each failed charge a round of
+    direct reclaim, pages_requested/s), memory.current against
+    memory.high and memory.max, and the PSI averages (avg10) of
+    memory.pressure. On a terminal the frame refreshes in place; piped,
+    frames follow each other. Ctrl-C stops.
+
+    \b
+    Examples:
+      memcg-bpf top telemetry
+      memcg-bpf top telemetry --once --interval 1
+      memcg-bpf top telemetry --once --json
+    """
+    import sys as _sys
+    from memcg_bpf.bpf.syscalls import Sys
+    from memcg_bpf.runtime.preflight import require_all
+    from memcg_bpf.runtime.stats import Reader
+    from memcg_bpf.runtime.store import check_name, require_loaded
+    from memcg_bpf.runtime.top import frame, render
+
+    check_name(name)
+    require_all("top")
+    require_loaded(name)
+    reader = Reader(Sys(_libbpf()))
+    tty = _sys.stdout.isatty() and not as_json
+    try:
+        while True:
+            rows = frame(reader, name, interval)
+            if as_json:
+                click.echo(json.dumps({"policy": name, "interval": interval, "rows": [r.as_json() for r in rows]}))
+            else:
+                click.echo(("\x1b[H\x1b[2J" if tty else "") + render(name, rows, interval) + ("" if tty else "\n"))
+            if once:
+                return
+    except KeyboardInterrupt:
+        pass
+
+
 @main.command("unload")
 @click.argument("name", required=False)
 @click.option("--all", "unload_all", is_flag=True, help="Unload every memcg-bpf catalog.")
