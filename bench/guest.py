@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from memcg_bpf.bpf.syscalls import Sys
-from memcg_bpf.runtime.cgroups import CGROUP_ROOT
+from memcg_bpf.runtime.cgroups import CGROUP_ROOT, flat_keyed
 from memcg_bpf.bpf.cpus import online as online_cpus
 from memcg_bpf.testbed.guest import enter_cgroup, swap_on_zram
 from memcg_bpf.bpf.libbpf import Libbpf, Link, Object
@@ -51,13 +51,7 @@ def run_in(cg: Path, argv: list[str], *, oom_ok: bool = False) -> dict[str, Any]
     return json.loads(proc.stdout)
 
 
-def kv(path: Path) -> dict[str, int]:
-    out = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().isdigit():
-            out[key] = int(value)
-    return out
+kv = flat_keyed
 
 
 class Runs:
@@ -145,7 +139,7 @@ def overhead(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
                 before = runs.read()
                 out, events, oom_killed = None, {}, 0
                 while out is None:
-                    # A tight limit over accounted slab is OOM-prone on any kernel (the baseline too):
+                    # A tight limit over accounted slab can still end in the OOM killer on any kernel:
                     # an OOM-killed run is run again in a fresh cgroup, and counted.
                     with cgroup(f"bench-{name}-{regime}-{oom_killed}", limit) as cg:
                         out = run_in(cg, argv, oom_ok=oom_killed + 1 < OOM_ATTEMPTS)

@@ -287,8 +287,8 @@ def overhead_section(overhead: dict[str, Any], results: Path) -> list[str]:
              "so guest time counts instructions (1 ns = 1 instruction):", ""]
     for name, spec in plan["paths"].items():
         size = f"{spec['size']} MiB" if name != "kmem" else f"{spec['size']} files"
-        balloon = f", {spec['balloon_mb']} MiB of anonymous memory touched before each round" \
-            if spec["balloon_mb"] else ""
+        balloon = (f", {spec['balloon_mb']} MiB of anonymous memory touched and marked cold "
+                   "(MADV_COLD) before each round") if spec["balloon_mb"] else ""
         lines.append(f"- *{name}*: {PATH_TEXT.get(name, name)}, {size} per round; pressure: "
                      f"memory.max={spec['pressure_limit_mb']} MiB{balloon}.")
     lines += ["",
