@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from memcg_bpf.bpf.cpus import online as online_cpus
-from memcg_bpf.runtime.cgroups import CGROUP_ROOT
+from memcg_bpf.runtime.cgroups import CGROUP_ROOT, flat_keyed, pressure
 from memcg_bpf.testbed.guest import enter_cgroup, swap_on_zram
 
 PARENT = CGROUP_ROOT / "value"
@@ -32,20 +32,12 @@ CHILDREN = ("service", "batch")
 
 
 def flat(path: Path, keys: tuple[str, ...]) -> dict[str, int]:
-    out = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition(" ")
-        if key in keys:
-            out[key] = int(value)
-    return out
+    return {key: value for key, value in flat_keyed(path).items() if key in keys}
 
 
 def psi(path: Path) -> dict[str, int]:
-    out = {}
-    for line in path.read_text().splitlines():
-        kind, *fields = line.split()
-        out[kind] = int(dict(f.split("=") for f in fields)["total"])
-    return out
+    """Total stall time in usec, "some" and "full"."""
+    return {kind: int(values["total"]) for kind, values in pressure(path).items()}
 
 
 def sample(cgroup: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""cgroup2 paths and ids: a cgroup's id is the inode number of its directory."""
+"""cgroup2 paths, ids and files: a cgroup's id is the inode number of its directory."""
 
 from __future__ import annotations
 
@@ -14,6 +14,25 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 def cgroup_id(path: str | Path) -> int:
     return os.stat(path).st_ino
+
+
+def flat_keyed(path: Path) -> dict[str, int]:
+    """A flat keyed file ("key value" lines: memory.events, memory.stat, cpu.stat) as integers."""
+    out = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+def pressure(path: Path) -> dict[str, dict[str, float]]:
+    """A PSI file (memory.pressure): {"some": {"avg10", "avg60", "avg300", "total" (usec)}, "full": ...}."""
+    out = {}
+    for line in path.read_text().splitlines():
+        kind, *fields = line.split()
+        out[kind] = {key: float(value) for key, value in (f.split("=", 1) for f in fields)}
+    return out
 
 
 def cgroup2_root(mountinfo: Path = Path("/proc/self/mountinfo")) -> Path:

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from memcg_bpf.errors import MemcgBpfError
 from memcg_bpf.runtime import store
-from memcg_bpf.runtime.cgroups import cgroup2_root
+from memcg_bpf.runtime.cgroups import cgroup2_root, flat_keyed, pressure
 from memcg_bpf.runtime.prom import policy_families
 from memcg_bpf.runtime.stats import Reader
 
@@ -37,21 +37,8 @@ def memory_cgroups(root: Path) -> Iterator[tuple[str, Path]]:
             yield ("/" if rel == "." else "/" + rel), Path(dirpath)
 
 
-def flat(path: Path) -> dict[str, int]:
-    out = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().lstrip("-").isdigit():
-            out[key] = int(value)
-    return out
-
-
 def stall_seconds(path: Path) -> dict[str, float]:
-    out = {}
-    for line in path.read_text().splitlines():
-        kind, *fields = line.split()
-        out[kind] = int(dict(f.split("=", 1) for f in fields)["total"]) / 1e6
-    return out
+    return {kind: values["total"] / 1e6 for kind, values in pressure(path).items()}
 
 
 class Collector:
@@ -93,7 +80,7 @@ class Collector:
                                     labels=["cgroup", "kind"])
         for path, directory in memory_cgroups(self.root):
             try:
-                counts = flat(directory / "memory.events")
+                counts = flat_keyed(directory / "memory.events")
                 usage = int((directory / "memory.current").read_text())
                 stalls = stall_seconds(directory / "memory.pressure")
             except (OSError, ValueError, KeyError):

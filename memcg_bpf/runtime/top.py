@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from memcg_bpf.errors import PolicyGone
-from memcg_bpf.runtime.cgroups import cgroup2_root
+from memcg_bpf.runtime.cgroups import cgroup2_root, pressure
 from memcg_bpf.runtime.fields import Kind
 from memcg_bpf.runtime.stats import Reader, Snapshot, metric_name
 from memcg_bpf.runtime.store import NotLoaded
@@ -65,9 +65,7 @@ def memory_state(row: Row, root: Path) -> None:
         row.current = int((directory / "memory.current").read_text())
         row.high = limit((directory / "memory.high").read_text())
         row.max = limit((directory / "memory.max").read_text())
-        for line in (directory / "memory.pressure").read_text().splitlines():
-            kind, *fields = line.split()
-            row.psi[kind] = float(dict(f.split("=", 1) for f in fields)["avg10"])
+        row.psi = {kind: values["avg10"] for kind, values in pressure(directory / "memory.pressure").items()}
     except (OSError, ValueError, KeyError):
         pass   # the root has no such files; a cgroup may be gone
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from memcg_bpf.bpf.cpus import online as online_cpus
 from memcg_bpf.bpf.libbpf import Libbpf, Object
-from memcg_bpf.runtime.cgroups import CGROUP_ROOT
+from memcg_bpf.runtime.cgroups import CGROUP_ROOT, flat_keyed
 from memcg_bpf.runtime.locate import find_libbpf
 
 from . import reclaim
@@ -155,9 +155,9 @@ HOLD = ("import sys, time; b = bytearray({mb} << 20); b[::4096] = bytes(len(b) /
 
 
 def memory_files(cgroup: Path) -> dict[str, int]:
-    stat = dict(line.split() for line in (cgroup / "memory.stat").read_text().splitlines())
     return {"current": int((cgroup / "memory.current").read_text()),
-            "swap": int((cgroup / "memory.swap.current").read_text()), "anon": int(stat["anon"])}
+            "swap": int((cgroup / "memory.swap.current").read_text()),
+            "anon": flat_keyed(cgroup / "memory.stat")["anon"]}
 
 
 def protection(memhog: str, policy: list[str] | None) -> dict[str, Any]:

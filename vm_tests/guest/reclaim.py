@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from memcg_bpf.bpf import btf as B
 from memcg_bpf.bpf.libbpf import Libbpf, Object
 from memcg_bpf.runtime import attach
+from memcg_bpf.runtime.cgroups import flat_keyed
 
 from .scenarios import U32, U64, bss, cgroup_id, make_cgroup, remove_cgroup, start_in_cgroup, swap_on_zram
 
@@ -61,10 +62,8 @@ def sleeps(bpf: Libbpf, path: str) -> Iterator[dict[int, dict[str, int]]]:
 
 
 def cgroup_files(cgroup: Path) -> dict[str, Any]:
-    def table(name: str) -> dict[str, int]:
-        return {k: int(v) for k, v in (line.split() for line in (cgroup / name).read_text().splitlines())}
-    stat = table("memory.stat")
-    return {"events": table("memory.events"), "cpu": table("cpu.stat"),
+    stat = flat_keyed(cgroup / "memory.stat")
+    return {"events": flat_keyed(cgroup / "memory.events"), "cpu": flat_keyed(cgroup / "cpu.stat"),
             "pgscan_direct": stat["pgscan_direct"], "pgsteal_direct": stat["pgsteal_direct"],
             "current": int((cgroup / "memory.current").read_text())}
 

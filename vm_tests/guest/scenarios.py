@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 from memcg_bpf.bpf import btf as B
 from memcg_bpf.bpf.syscalls import Sys
 from memcg_bpf.runtime import attach
-from memcg_bpf.runtime.cgroups import CGROUP_ROOT, cgroup_id
+from memcg_bpf.runtime.cgroups import CGROUP_ROOT, cgroup_id, flat_keyed
 from memcg_bpf.bpf.cpus import online as online_cpus
 from memcg_bpf.testbed.guest import enter_cgroup, make_cgroup, swap_on_zram
 from memcg_bpf.bpf.libbpf import Libbpf, LibbpfError, Link, Map, Object
@@ -515,8 +515,8 @@ def throttle(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
         for link in links:
             link.destroy()
         seen = bss(obj)
-    events = dict(line.split() for line in (limited / "memory.events").read_text().splitlines())
-    result = {"seen": seen, "hog_rc": hog.returncode, "seconds": round(seconds, 2), "high_events": int(events["high"]),
+    events = flat_keyed(limited / "memory.events")
+    result = {"seen": seen, "hog_rc": hog.returncode, "seconds": round(seconds, 2), "high_events": events["high"],
               "limited_id": cgroup_id(limited), "child_id": cgroup_id(child)}
     for cg in (child, parent):
         remove_cgroup(cg)
