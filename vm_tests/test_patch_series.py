@@ -110,6 +110,27 @@ def test_kernel_doc_is_clean(kernel: Artifacts) -> None:
     assert "bpf_struct_ops_inc_misses - " in (src / "kernel" / "bpf" / "bpf_struct_ops.c").read_text()
 
 
+def test_the_documentation_page_builds_without_warnings(kernel: Artifacts, tmp_path: Path) -> None:
+    """`make htmldocs` for Documentation/admin-guide/mm, which holds memcg_ops.rst and its kernel-doc.
+
+    Only warnings about the series' files count: the other pages of the
+    directory link to documents outside it, which SPHINXDIRS leaves out.
+    """
+    src = cache_dir() / "trees" / kernel.manifest["variant"] / "src"
+    assert (src / "Documentation" / "admin-guide" / "mm" / "memcg_ops.rst").is_file()
+    sphinx = Path(sys.executable).with_name("sphinx-build")
+    proc = subprocess.run(["make", "-C", str(src), f"O={tmp_path}", f"SPHINXBUILD={sphinx}",
+                           "SPHINXDIRS=admin-guide/mm", "htmldocs"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = [line for line in (proc.stdout + proc.stderr).splitlines()
+            if ("WARNING" in line or "ERROR" in line) and ("memcg_ops" in line or "memcontrol_bpf" in line)]
+    assert ours == []
+    page = (tmp_path / "Documentation" / "output" / "admin-guide" / "mm" / "memcg_ops.html").read_text()
+    # The kernel-doc of the interface made it into the page.
+    for name in ("memcg_ops", "try_charge_memcg", "MEMCG_OPS_F_ALLOW_OVERRIDE", "bpf_mem_cgroup_reclaim_async"):
+        assert name in page, name
+
+
 def test_interface_constants_are_in_btf(kernel: Artifacts) -> None:
     """Programs read the verdicts, the reclaim maximum and the reclaim flags from BTF (vmlinux.h)."""
     bpf = Libbpf(kernel.libbpf)
