@@ -42,16 +42,13 @@ def cgroup(name: str, limit_mb: int | None) -> Iterator[Path]:
 def run_in(cg: Path, argv: list[str], *, oom_ok: bool = False) -> dict[str, Any] | None:
     """The workload's JSON; None if the cgroup's OOM killer killed it and oom_ok."""
     proc = subprocess.run(argv, preexec_fn=lambda: enter_cgroup(cg), capture_output=True, text=True, check=False)
-    if oom_ok and proc.returncode == -9 and kv(cg / "memory.events").get("oom_kill", 0) > 0:
+    if oom_ok and proc.returncode == -9 and flat_keyed(cg / "memory.events").get("oom_kill", 0) > 0:
         return None
     if proc.returncode != 0:
-        events = " ".join(f"{k}={v}" for k, v in kv(cg / "memory.events").items() if v)
+        events = " ".join(f"{k}={v}" for k, v in flat_keyed(cg / "memory.events").items() if v)
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}) in {cg.name} [{events}]: "
                          f"{proc.stderr.strip()}")
     return json.loads(proc.stdout)
-
-
-kv = flat_keyed
 
 
 class Runs:
@@ -143,7 +140,7 @@ def overhead(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
                     # an OOM-killed run is run again in a fresh cgroup, and counted.
                     with cgroup(f"bench-{name}-{regime}-{oom_killed}", limit) as cg:
                         out = run_in(cg, argv, oom_ok=oom_killed + 1 < OOM_ATTEMPTS)
-                        events = kv(cg / "memory.events")
+                        events = flat_keyed(cg / "memory.events")
                     oom_killed += out is None
                 after = runs.read()
                 results.setdefault(name, {})[regime] = {
@@ -163,8 +160,8 @@ def reclaim(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
             for rep in range(args["repeat"]):
                 with cgroup(f"bench-{workload['name']}-{rep}", args["limit_mb"]) as cg:
                     out = run_in(cg, [args["reclaimload"], *workload["argv"]], oom_ok=True)
-                    stat = kv(cg / "memory.stat")
-                    events = kv(cg / "memory.events")
+                    stat = flat_keyed(cg / "memory.stat")
+                    events = flat_keyed(cg / "memory.events")
                 runs.append({
                     "oom_killed": out is None,
                     **({"seconds": out["seconds"], "pages": out["pages"], "burst_us": out["burst_us"]} if out else {}),

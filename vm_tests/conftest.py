@@ -49,6 +49,13 @@ def kernel(kernels: Kernels) -> Artifacts:
 
 
 @pytest.fixture(scope="session")
+def baseline_kernel() -> Artifacts:
+    """The test kernel's config without the series (VARIANTS["test"], --baseline)."""
+    artifacts, _ = build(baseline=True, overrides=VARIANTS["test"], progress=Progress())
+    return artifacts
+
+
+@pytest.fixture(scope="session")
 def debug_kernel(kernels: Kernels) -> Artifacts:
     """The test kernel plus KASAN and kmemleak (VARIANTS["debug"])."""
     return kernels["debug"]

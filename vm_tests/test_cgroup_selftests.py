@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 
 from memcg_bpf.paths import cache_dir
-from memcg_bpf.progress import Progress
 from memcg_bpf.testbed import cgroup_selftests
-from memcg_bpf.testbed.kernel.api import VARIANTS, build
 from memcg_bpf.testbed.kernel.build import Artifacts
 
 from .conftest import record, run_vm
@@ -35,12 +33,6 @@ NEEDS_EXT4_AND_SWAP = ("test_memcg_current_peak", "test_memcg_min", "test_memcg_
 # building on the same two cores).
 KNOWN_FAILING = {("test_kmem", "test_kmem_basic"), ("test_kmem", "test_percpu_basic"),
                  ("test_memcontrol", "test_memcg_high_sync"), ("test_memcontrol", "test_memcg_reclaim")}
-
-
-@pytest.fixture(scope="module")
-def baseline_kernel() -> Artifacts:
-    artifacts, _ = build(baseline=True, overrides=VARIANTS["test"], progress=Progress())
-    return artifacts
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,7 +15,8 @@ import pytest
 from memcg_bpf.bpf import btf as B
 from memcg_bpf.bpf.vmlinux_h import raw_btf
 from memcg_bpf.runtime.compile import vmlinux_h
-from memcg_bpf.testbed.kernel.build import Artifacts
+from memcg_bpf.testbed.kernel import extra_checks
+from memcg_bpf.testbed.kernel.build import APPLIED_FILE, Artifacts, default_jobs
 from memcg_bpf.bpf.libbpf import Libbpf
 from memcg_bpf.testbed.kernel.patches import read_series
 from memcg_bpf.paths import REPO_ROOT, cache_dir, patch_dir
@@ -75,20 +77,74 @@ def test_builds_with_memcg_bpf_disabled(kernel: Artifacts) -> None:
     assert vm.stdout.strip() == "0"
 
 
+def prefix_cases() -> list[tuple[int, str]]:
+    """(patches, CONFIG_MEMCG_BPF) for each proper prefix; =n only once the option exists (patch 2)."""
+    cases = []
+    for count in range(1, len(series_files())):
+        cases.append((count, "y"))
+        if any("+config MEMCG_BPF\n" in p.read_text() for p in series_files()[:count]):
+            cases.append((count, "n"))
+    return cases
+
+
 @pytest.mark.slow
-@pytest.mark.bisect  # one kernel build per prefix: too long for every CI run (see README, Tests)
-@pytest.mark.parametrize("count", range(1, len(series_files())))
-def test_each_prefix_of_the_series_builds(count: int, tmp_path: Path, kernel: Artifacts) -> None:
+@pytest.mark.bisect  # one kernel build per prefix and setting: too long for every CI run (see README, Tests)
+@pytest.mark.parametrize(("count", "setting"), prefix_cases(), ids=lambda v: str(v))
+def test_each_prefix_of_the_series_builds(count: int, setting: str, tmp_path: Path, kernel: Artifacts) -> None:
+    """Bisectable: the first COUNT patches build with CONFIG_MEMCG_BPF=SETTING and add no warning.
+
+    Each setting has one tree for all prefixes, so going from one prefix to
+    the next rebuilds only what that patch touches.
+    """
     for patch in series_files()[:count]:
         shutil.copy2(patch, tmp_path / patch.name)
     (tmp_path / "series").write_text("".join(p.name + "\n" for p in series_files()[:count]))
     fragment = (patch_dir() / "qemu.config").read_text()
-    if not any("+config MEMCG_BPF\n" in p.read_text() for p in series_files()[:count]):
+    has_option = any("+config MEMCG_BPF\n" in p.read_text() for p in series_files()[:count])
+    if not has_option:
         # The option does not exist yet (patch 1 only touches the BPF core): do not ask for it.
         fragment = fragment.replace("CONFIG_MEMCG_BPF=y\n", "")
     (tmp_path / "qemu.config").write_text(fragment)
-    result = build_json(env={"MEMCG_BPF_PATCH_DIR": str(tmp_path)})
+    args = ("--config", "CONFIG_MEMCG_BPF=n") if setting == "n" else ()
+    result = build_json(*args, env={"MEMCG_BPF_PATCH_DIR": str(tmp_path)})
     assert new_warnings(result["warnings"]) == []
+    config = Path(result["config"]).read_text()
+    if has_option:
+        assert ("CONFIG_MEMCG_BPF=y" in config) == (setting == "y")
+
+
+def kernel_c_files() -> list[str]:
+    """The kernel C files the series changes or adds (not the selftests, which are not kernel code)."""
+    return sorted(f for f in touched_files() if f.endswith(".c") and not f.startswith("tools/"))
+
+
+def built_tree(artifacts: Artifacts, patches: list[Path]) -> Path:
+    """The tree that built ARTIFACTS, checked to still carry PATCHES (a later build may have moved it)."""
+    tree = cache_dir() / "trees" / artifacts.manifest["variant"]
+    applied = tree / APPLIED_FILE
+    have = applied.read_text().split() if applied.is_file() else []
+    assert have == [hashlib.sha256(p.read_bytes()).hexdigest() for p in patches], \
+        f"{tree} no longer holds the sources of {artifacts.directory}: rebuild it with 'memcg-bpf kernel build'"
+    return tree
+
+
+@pytest.mark.slow
+def test_w1_and_sparse_find_nothing_new(kernel: Artifacts, baseline_kernel: Artifacts) -> None:
+    """`make W=1 C=2` on every kernel C file of the series: no warning the unpatched files lack.
+
+    The default build's warnings are checked above; this adds gcc's extra
+    warnings and sparse's (an undeclared non-static kfunc, a missing __rcu,
+    a lock context imbalance), as the kernel's build bots report them.
+    """
+    files = kernel_c_files()
+    assert {"mm/memcontrol.c", "mm/memcontrol_bpf.c", "kernel/bpf/bpf_struct_ops.c"} <= set(files)
+    patched = extra_checks.run_checks(built_tree(kernel, series_files()), files, default_jobs())
+    base_tree = built_tree(baseline_kernel, [])
+    existing = [f for f in files if (base_tree / "src" / f).is_file()]
+    unpatched = extra_checks.run_checks(base_tree, existing, default_jobs())
+    # sparse really ran on each file, in both trees: a check that did not run finds nothing.
+    assert patched.checked == set(files) and unpatched.checked == set(existing)
+    assert extra_checks.added(patched, unpatched) == []
 
 
 def test_kernel_doc_is_clean(kernel: Artifacts) -> None:
