@@ -98,8 +98,8 @@ def test_kill_during_load_and_unload_leaves_a_state_list_reports(kernel: Artifac
 
 
 def test_two_concurrent_loads_exactly_one_wins(kernel: Artifacts, policies_built: list[Path]) -> None:
-    """A second load while the first is registered but not yet in place: it waits for the lock, then
-    fails naming the first (without the lock it would find no pins and blame "a program memcg-bpf did
+    """A second load while the first is registered but not yet in place: it waits for the lock (seen in
+    /proc/locks; the first is held until then), then fails naming the first (without the lock it would find no pins and blame "a program memcg-bpf did
     not load")."""
     r = misuse(kernel, "concurrent_loads", {"rounds": 2})
     for rnd in r["rounds"]:
@@ -107,6 +107,7 @@ def test_two_concurrent_loads_exactly_one_wins(kernel: Artifacts, policies_built
         [during] = rnd["during"]
         assert during["name"] == "first" and during["in_progress"], during
         assert during["broken"].startswith("a load in progress (pid "), during
+        assert rnd["second_waited"], "the second load never waited for the lock; the test proves nothing"
         first, second = rnd["results"]
         assert first["rc"] == 0, first["stderr"]
         assert second["rc"] == 1, second["stderr"]

@@ -176,16 +176,24 @@ def read_meta(sys: Sys, directory: Path) -> dict[str, Any]:
 
 def crash_point(step: str) -> None:
     """Fault injection for the tests: die by SIGKILL here if MEMCG_BPF_KILL_AT names this step,
-    or stop for MEMCG_BPF_PAUSE_SECONDS (default 3) if MEMCG_BPF_PAUSE_AT does.
+    or stop here if MEMCG_BPF_PAUSE_AT does: while the file MEMCG_BPF_PAUSE_WHILE exists (at most
+    MEMCG_BPF_PAUSE_SECONDS, default 300), or for MEMCG_BPF_PAUSE_SECONDS (default 3) without it.
 
     vm_tests/test_misuse.py kills loads and unloads at every step this way,
-    and holds one load in its critical section while another starts
-    (polling from outside cannot hit the short windows under TCG).
+    and holds one load in its critical section until another is waiting
+    for the lock (polling from outside cannot hit the short windows under
+    TCG, and a fixed pause is too short on a slow machine).
     """
     if os.environ.get("MEMCG_BPF_KILL_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("MEMCG_BPF_PAUSE_AT") == step:
-        time.sleep(float(os.environ.get("MEMCG_BPF_PAUSE_SECONDS", "3")))
+        hold = os.environ.get("MEMCG_BPF_PAUSE_WHILE")
+        if not hold:
+            time.sleep(float(os.environ.get("MEMCG_BPF_PAUSE_SECONDS", "3")))
+            return
+        deadline = time.monotonic() + float(os.environ.get("MEMCG_BPF_PAUSE_SECONDS", "300"))
+        while os.path.exists(hold) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 # The steps crash_point() names, in order.

@@ -162,16 +162,28 @@ def kill_load(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     return {"rounds": rounds, "gc": gc}
 
 
+def waiting_for_flock(pid: int) -> bool:
+    """PID is blocked on a flock: /proc/locks lists waiters as "N: -> FLOCK ADVISORY WRITE PID ..."."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1:3] == ["->", "FLOCK"] and fields[5] == str(pid):
+            return True
+    return False
+
+
 def concurrent_loads(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
     """Two loads at once (different names): the first holds its critical section (registered, not yet
-    renamed into place) for 3 s while the second starts; exactly one may win, and the other must
+    renamed into place) until the second waits for the lock; exactly one may win, and the other must
     name the winner."""
     out = []
     for _ in range(args["rounds"]):
+        hold = Path("/tmp/memcg-bpf-hold-first")
+        hold.touch()
         first = subprocess.Popen([sys.executable, "-m", "memcg_bpf", "load", "telemetry", "--name", "first"],
-                                 env={**os.environ, "MEMCG_BPF_PAUSE_AT": "load:registered"},
+                                 env={**os.environ, "MEMCG_BPF_PAUSE_AT": "load:registered",
+                                      "MEMCG_BPF_PAUSE_WHILE": str(hold)},
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not any(PINS.glob("+staging-*/meta")) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         paused = any(PINS.glob("+staging-*/meta"))
@@ -179,10 +191,16 @@ def concurrent_loads(args: dict[str, Any], bpf: Libbpf) -> dict[str, Any]:
                   for e in json.loads(cli("list", "--json")["stdout"])]
         second = subprocess.Popen([sys.executable, "-m", "memcg_bpf", "load", "noop", "--name", "second"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not waiting_for_flock(second.pid) and second.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second_waited = waiting_for_flock(second.pid)
+        hold.unlink()
         results = [{"name": name, "rc": p.wait(), "stderr": p.communicate()[1]}
                    for name, p in (("first", first), ("second", second))]
         listing = json.loads(cli("list", "--json")["stdout"])
-        out.append({"paused": paused, "during": during, "results": results, "loaded": [e["name"] for e in listing],
+        out.append({"paused": paused, "during": during, "second_waited": second_waited, "results": results,
+                    "loaded": [e["name"] for e in listing],
                     "cleanup_rc": cli("unload", "--all")["rc"], "after": pinned()})
     return {"rounds": out}
 
