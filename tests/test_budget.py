@@ -1,0 +1,76 @@
+"""The test-time budget's order and skip rule (vm_tests/budget.py), and its run in a real pytest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vm_tests.budget import DEFAULT_HOST_SECONDS, DEFAULT_SECONDS, DEFAULT_SLOW_SECONDS, expected, order, read_history, skip_reason
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_expected_is_last_duration_here_or_a_default() -> None:
+    history = {"a.py::t": 12.5}
+    assert expected("a.py::t", False, history) == 12.5
+    assert expected("a.py::u", False, history) == DEFAULT_SECONDS
+    assert expected("a.py::u", True, history) == DEFAULT_SLOW_SECONDS
+    assert expected("tests/a.py::u", False, history) == DEFAULT_HOST_SECONDS
+    assert expected("tests/a.py::u", True, history) == DEFAULT_SLOW_SECONDS
+
+
+def test_order_cheapest_module_first_slow_last_modules_together() -> None:
+    tests = [("big.py::a", False), ("big.py::b", False), ("slow.py::s", True),
+             ("small.py::a", False), ("big.py::c", True), ("small.py::b", False)]
+    history = {"big.py::a": 300, "big.py::b": 200, "small.py::a": 5, "small.py::b": 5,
+               "slow.py::s": 60, "big.py::c": 30}
+    ordered = [tests[i][0] for i in order(tests, history)]
+    assert ordered == ["small.py::a", "small.py::b", "big.py::a", "big.py::b", "big.py::c", "slow.py::s"]
+
+
+def test_skip_only_what_does_not_fit_and_say_how_to_run_it() -> None:
+    assert skip_reason("m.py::t", left=600, needs=599, ran_before=True) is None
+    reason = skip_reason("m.py::t", left=60, needs=300, ran_before=True)
+    assert reason is not None
+    assert "1.0 min left" in reason and "took 5.0 min" in reason
+    assert "-m pytest m.py::t" in reason and "MEMCG_BPF_TEST_BUDGET=0" in reason
+    assert "may take" in (skip_reason("m.py::t", left=-5, needs=1, ran_before=False) or "")
+
+
+def test_a_damaged_history_is_ignored(tmp_path: Path) -> None:
+    bad = tmp_path / "h.json"
+    bad.write_text("{not json")
+    assert read_history(bad) == {}
+    bad.write_text(json.dumps({"a": 1, "b": "x"}))
+    assert read_history(bad) == {"a": 1.0}
+
+
+def test_in_pytest_a_test_past_the_deadline_is_skipped_and_durations_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "test_demo.py").write_text(
+        "import time\n"
+        "def test_quick():\n    time.sleep(0.2)\n"
+        "def test_other():\n    pass\n")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "MEMCG_BPF_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+    env.pop("MEMCG_BPF_TEST_DEADLINE", None)
+    run = [sys.executable, "-m", "pytest", "-p", "vm_tests.budget", "-q", "-rs", "-p", "no:cacheprovider",
+           str(tmp_path / "test_demo.py")]
+    first = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert first.returncode == 0 and "2 passed" in first.stdout, first.stdout + first.stderr
+    history = json.loads((cache / "test-durations.json").read_text())
+    assert history[next(k for k in history if k.endswith("test_quick"))] >= 0.2
+    # 60 s left: both fit by what they took. Already past: both are skipped, with the reason.
+    env["MEMCG_BPF_TEST_DEADLINE"] = str(time.time() + 60)
+    fits = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert "2 passed" in fits.stdout and "every selected test ran" in fits.stdout, fits.stdout
+    env["MEMCG_BPF_TEST_DEADLINE"] = str(time.time() - 1)
+    late = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert late.returncode == 0 and "2 skipped" in late.stdout, late.stdout
+    assert "time budget: 0.0 min left" in late.stdout and "2 test(s) not started" in late.stdout
+    env["MEMCG_BPF_TEST_DEADLINE"] = "soon"
+    bad = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert bad.returncode != 0 and "is not a number of seconds since the epoch" in bad.stderr

@@ -1,0 +1,152 @@
+"""A time budget for `scripts/test` (pytest plugin: `-p vm_tests.budget`).
+
+`.ci/run` has 90 minutes, and the machines it runs on differ: the same
+suite has taken 42 minutes on one and about three times as long on another
+(kernel builds 6.5 against 16 minutes, a VM boot 2.2 against 7 s). So the
+suite runs in an order that puts the most checks first, and stops starting
+tests it cannot finish:
+
+- the cheapest module first (by what its tests took on this machine last
+  time), a module's tests together (they share fixtures, a VM boot, a
+  build); the tests that build other kernels (marker `slow`) last;
+- before each test, if what is left until MEMCG_BPF_TEST_DEADLINE (epoch
+  seconds; `scripts/test` sets it from MEMCG_BPF_TEST_BUDGET) is less than
+  the test is expected to take, the test is skipped, and the skip says so
+  and how to run it; the end of the run lists how many the budget left out.
+
+Expected: the test's duration (set-up, call, teardown) in its last run on
+this machine, kept in the cache; a default where it never ran here. Without
+MEMCG_BPF_TEST_DEADLINE nothing is skipped and only the order changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memcg_bpf.paths import cache_dir
+
+DEADLINE_ENV = "MEMCG_BPF_TEST_DEADLINE"
+# Never run here: a host-only test (tests/) takes well under a second, a VM test about a minute or
+# more, one that builds a kernel (slow) up to half an hour.
+DEFAULT_HOST_SECONDS = 5.0
+DEFAULT_SECONDS = 180.0
+DEFAULT_SLOW_SECONDS = 1500.0
+
+
+def history_path() -> Path:
+    return cache_dir() / "test-durations.json"
+
+
+def read_history(path: Path) -> dict[str, float]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float))} if isinstance(data, dict) else {}
+
+
+def write_history(path: Path, history: dict[str, float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(history, indent=0, sort_keys=True))
+    tmp.replace(path)
+
+
+def expected(nodeid: str, slow: bool, history: dict[str, float]) -> float:
+    if nodeid in history:
+        return history[nodeid]
+    if slow:
+        return DEFAULT_SLOW_SECONDS
+    return DEFAULT_HOST_SECONDS if nodeid.startswith("tests/") else DEFAULT_SECONDS
+
+
+def order(tests: Iterable[tuple[str, bool]], history: dict[str, float]) -> list[int]:
+    """Indices of (nodeid, slow) pairs in run order: modules cheapest first, slow tests last.
+
+    Within each of the two groups a module's tests stay together and in
+    their written order.
+    """
+    tests = list(tests)
+    cost: dict[tuple[bool, str], float] = {}
+    for nodeid, slow in tests:
+        key = (slow, nodeid.split("::", 1)[0])
+        cost[key] = cost.get(key, 0.0) + expected(nodeid, slow, history)
+
+    def rank(index: int) -> tuple[bool, float, str, int]:
+        nodeid, slow = tests[index]
+        module = nodeid.split("::", 1)[0]
+        return (slow, cost[(slow, module)], module, index)
+    return sorted(range(len(tests)), key=rank)
+
+
+def skip_reason(nodeid: str, left: float, needs: float, ran_before: bool) -> str | None:
+    if needs <= left:
+        return None
+    basis = "took" if ran_before else "may take"
+    return (f"time budget: {max(left, 0) / 60:.1f} min left and this test {basis} {needs / 60:.1f} min here; "
+            f"run it with '.venv/bin/python -m pytest {nodeid}', or the suite with MEMCG_BPF_TEST_BUDGET=0")
+
+
+class Budget:
+    def __init__(self, deadline: float | None, path: Path) -> None:
+        self.deadline = deadline
+        self.path = path
+        self.history = read_history(path)
+        self.durations: dict[str, float] = {}
+        self.skipped: list[str] = []
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        pairs = [(item.nodeid, item.get_closest_marker("slow") is not None) for item in items]
+        items[:] = [items[i] for i in order(pairs, self.history)]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.deadline is None:
+            return
+        slow = item.get_closest_marker("slow") is not None
+        reason = skip_reason(item.nodeid, self.deadline - time.time(),
+                             expected(item.nodeid, slow, self.history), item.nodeid in self.history)
+        if reason:
+            self.skipped.append(item.nodeid)
+            pytest.skip(reason)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped and report.when == "setup":
+            return
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
+
+    def pytest_sessionfinish(self) -> None:
+        ran = {k: v for k, v in self.durations.items() if k not in self.skipped}
+        if ran:
+            try:
+                write_history(self.path, {**self.history, **ran})
+            except OSError:
+                pass  # a read-only cache: the next run orders by defaults
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.deadline is None:
+            return
+        if self.skipped:
+            terminalreporter.write_line(
+                f"time budget: {len(self.skipped)} test(s) not started, to end by MEMCG_BPF_TEST_DEADLINE; "
+                "MEMCG_BPF_TEST_BUDGET=0 scripts/test runs them all")
+        else:
+            terminalreporter.write_line("time budget: every selected test ran")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    raw = os.environ.get(DEADLINE_ENV, "")
+    try:
+        deadline = float(raw) if raw else None
+    except ValueError:
+        raise pytest.UsageError(f"{DEADLINE_ENV}={raw!r} is not a number of seconds since the epoch: "
+                                "unset it, or set MEMCG_BPF_TEST_BUDGET (minutes) for scripts/test") from None
+    config.pluginmanager.register(Budget(deadline, history_path()), "memcg-bpf-budget")
