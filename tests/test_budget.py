@@ -21,6 +21,8 @@ def test_expected_is_last_duration_here_or_a_default() -> None:
     assert expected("a.py::u", True, history) == DEFAULT_SLOW_SECONDS
     assert expected("tests/a.py::u", False, history) == DEFAULT_HOST_SECONDS
     assert expected("tests/a.py::u", True, history) == DEFAULT_SLOW_SECONDS
+    # After the first slow test of a module built what the module needs, the others are ordinary.
+    assert expected("a.py::u", True, history, module_started=True) == DEFAULT_SECONDS
 
 
 def test_order_cheapest_module_first_slow_last_modules_together() -> None:

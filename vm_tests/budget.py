@@ -59,10 +59,20 @@ def write_history(path: Path, history: dict[str, float]) -> None:
     tmp.replace(path)
 
 
-def expected(nodeid: str, slow: bool, history: dict[str, float]) -> float:
+def module_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def expected(nodeid: str, slow: bool, history: dict[str, float], module_started: bool = False) -> float:
+    """Seconds NODEID is expected to take: its last run here, else a default.
+
+    A slow test's default covers a kernel build, which a module's first
+    test makes (module-scoped fixtures); the tests after it only read what
+    that one built.
+    """
     if nodeid in history:
         return history[nodeid]
-    if slow:
+    if slow and not module_started:
         return DEFAULT_SLOW_SECONDS
     return DEFAULT_HOST_SECONDS if nodeid.startswith("tests/") else DEFAULT_SECONDS
 
@@ -76,12 +86,12 @@ def order(tests: Iterable[tuple[str, bool]], history: dict[str, float]) -> list[
     tests = list(tests)
     cost: dict[tuple[bool, str], float] = {}
     for nodeid, slow in tests:
-        key = (slow, nodeid.split("::", 1)[0])
-        cost[key] = cost.get(key, 0.0) + expected(nodeid, slow, history)
+        key = (slow, module_of(nodeid))
+        cost[key] = cost.get(key, 0.0) + expected(nodeid, slow, history, key in cost)
 
     def rank(index: int) -> tuple[bool, float, str, int]:
         nodeid, slow = tests[index]
-        module = nodeid.split("::", 1)[0]
+        module = module_of(nodeid)
         return (slow, cost[(slow, module)], module, index)
     return sorted(range(len(tests)), key=rank)
 
@@ -101,6 +111,7 @@ class Budget:
         self.history = read_history(path)
         self.durations: dict[str, float] = {}
         self.skipped: list[str] = []
+        self.started: set[str] = set()  # modules with a test that ran (their fixtures are set up)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -112,11 +123,14 @@ class Budget:
         if self.deadline is None:
             return
         slow = item.get_closest_marker("slow") is not None
+        module = module_of(item.nodeid)
         reason = skip_reason(item.nodeid, self.deadline - time.time(),
-                             expected(item.nodeid, slow, self.history), item.nodeid in self.history)
+                             expected(item.nodeid, slow, self.history, module in self.started),
+                             item.nodeid in self.history)
         if reason:
             self.skipped.append(item.nodeid)
             pytest.skip(reason)
+        self.started.add(module)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.skipped and report.when == "setup":
