@@ -143,7 +143,8 @@ def test_w1_and_sparse_find_nothing_new(kernel: Artifacts, baseline_kernel: Arti
     existing = [f for f in files if (base_tree / "src" / f).is_file()]
     unpatched = extra_checks.run_checks(base_tree, existing, default_jobs())
     # sparse really ran on each file, in both trees: a check that did not run finds nothing.
-    assert patched.checked == set(files) and unpatched.checked == set(existing)
+    # (It also checks what make prepares on the way, scripts/mod/empty.c.)
+    assert set(files) <= patched.checked and set(existing) <= unpatched.checked
     assert extra_checks.added(patched, unpatched) == []
 
 
