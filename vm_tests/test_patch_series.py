@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ from memcg_bpf.bpf import btf as B
 from memcg_bpf.bpf.vmlinux_h import raw_btf
 from memcg_bpf.runtime.compile import vmlinux_h
 from memcg_bpf.testbed.kernel import extra_checks
-from memcg_bpf.testbed.kernel.build import APPLIED_FILE, Artifacts, default_jobs
+from memcg_bpf.testbed.kernel.build import APPLIED_FILE, Artifacts, default_jobs, patch_digests
 from memcg_bpf.bpf.libbpf import Libbpf
 from memcg_bpf.testbed.kernel.patches import read_series
 from memcg_bpf.paths import REPO_ROOT, cache_dir, patch_dir
@@ -77,12 +76,17 @@ def test_builds_with_memcg_bpf_disabled(kernel: Artifacts) -> None:
     assert vm.stdout.strip() == "0"
 
 
+def prefix_has_option(count: int) -> bool:
+    """The first COUNT patches define CONFIG_MEMCG_BPF (patch 1 only touches the BPF core)."""
+    return any("+config MEMCG_BPF\n" in p.read_text() for p in series_files()[:count])
+
+
 def prefix_cases() -> list[tuple[int, str]]:
     """(patches, CONFIG_MEMCG_BPF) for each proper prefix; =n only once the option exists (patch 2)."""
     cases = []
     for count in range(1, len(series_files())):
         cases.append((count, "y"))
-        if any("+config MEMCG_BPF\n" in p.read_text() for p in series_files()[:count]):
+        if prefix_has_option(count):
             cases.append((count, "n"))
     return cases
 
@@ -100,7 +104,7 @@ def test_each_prefix_of_the_series_builds(count: int, setting: str, tmp_path: Pa
         shutil.copy2(patch, tmp_path / patch.name)
     (tmp_path / "series").write_text("".join(p.name + "\n" for p in series_files()[:count]))
     fragment = (patch_dir() / "qemu.config").read_text()
-    has_option = any("+config MEMCG_BPF\n" in p.read_text() for p in series_files()[:count])
+    has_option = prefix_has_option(count)
     if not has_option:
         # The option does not exist yet (patch 1 only touches the BPF core): do not ask for it.
         fragment = fragment.replace("CONFIG_MEMCG_BPF=y\n", "")
@@ -123,7 +127,7 @@ def built_tree(artifacts: Artifacts, patches: list[Path]) -> Path:
     tree = cache_dir() / "trees" / artifacts.manifest["variant"]
     applied = tree / APPLIED_FILE
     have = applied.read_text().split() if applied.is_file() else []
-    assert have == [hashlib.sha256(p.read_bytes()).hexdigest() for p in patches], \
+    assert have == patch_digests(patches), \
         f"{tree} no longer holds the sources of {artifacts.directory}: rebuild it with 'memcg-bpf kernel build'"
     return tree
 

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,11 @@ class Artifacts:
 def compiler_identity() -> str:
     out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, check=False).stdout
     return out.splitlines()[0] if out else "no-gcc"
+
+
+def patch_digests(patches: Sequence[Path]) -> list[str]:
+    """sha256 of each patch, as a tree's APPLIED_FILE lists them."""
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in patches]
 
 
 def artifacts_dir(cache: Path, key: str) -> Path:
@@ -204,7 +210,7 @@ class Builder:
 
     def patch_digests(self) -> list[str]:
         series = self.request.series
-        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in series.patches] if series else []
+        return patch_digests(series.patches) if series else []
 
     def prepare_source(self) -> None:
         req = self.request
