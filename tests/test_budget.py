@@ -76,3 +76,23 @@ def test_in_pytest_a_test_past_the_deadline_is_skipped_and_durations_are_kept(tm
     env["MEMCG_BPF_TEST_DEADLINE"] = "soon"
     bad = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert bad.returncode != 0 and "is not a number of seconds since the epoch" in bad.stderr
+
+
+def test_a_module_whose_first_test_was_left_out_is_left_out_whole(tmp_path: Path) -> None:
+    """The first test carries the module's set-up; a later short one would pay it again unseen."""
+    (tmp_path / "test_mod.py").write_text(
+        "import pytest\n"
+        "@pytest.fixture(scope='module')\ndef boot():\n    return 1\n"
+        "def test_first(boot):\n    pass\n"
+        "def test_second(boot):\n    pass\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "test-durations.json").write_text(json.dumps({
+        "test_mod.py::test_first": 600.0, "test_mod.py::test_second": 0.01}))
+    env = {**os.environ, "MEMCG_BPF_CACHE": str(cache), "PYTHONPATH": str(REPO),
+           "MEMCG_BPF_TEST_DEADLINE": str(time.time() + 60)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "vm_tests.budget", "-q", "-rs", "-p",
+                          "no:cacheprovider", "test_mod.py"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=False)
+    assert "2 skipped" in run.stdout, run.stdout
+    assert "an earlier test of test_mod.py was left out" in run.stdout

@@ -112,6 +112,7 @@ class Budget:
         self.durations: dict[str, float] = {}
         self.skipped: list[str] = []
         self.started: set[str] = set()  # modules with a test that ran (their fixtures are set up)
+        self.left_out: set[str] = set()  # modules with a test the budget skipped
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -127,8 +128,14 @@ class Budget:
         reason = skip_reason(item.nodeid, self.deadline - time.time(),
                              expected(item.nodeid, slow, self.history, module in self.started),
                              item.nodeid in self.history)
+        if not reason and module in self.left_out and module not in self.started:
+            # The first test's time included the module's set-up (a VM boot, a build): the next
+            # test would pay it too, and its own short time does not show that.
+            reason = (f"time budget: an earlier test of {module} was left out, and with it the set-up "
+                      f"this test shares; run it with '.venv/bin/python -m pytest {item.nodeid}'")
         if reason:
             self.skipped.append(item.nodeid)
+            self.left_out.add(module)
             pytest.skip(reason)
         self.started.add(module)
 
