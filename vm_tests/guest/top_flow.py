@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
-from memcg_bpf.runtime.cgroups import CGROUP_ROOT
+from memcg_bpf.runtime.cgroups import CGROUP_ROOT, flat_keyed
 from memcg_bpf.testbed.guest import make_cgroup, swap_on_zram
 
 from .cli_flow import cli
@@ -23,6 +24,12 @@ def main() -> None:
     r: dict[str, Any] = {"load": cli("load", "telemetry")}
     # memhog maps, touches and unmaps 24 MiB for 30 s: the frames are taken while it charges past the limit.
     hog = start_in_cgroup(demo, [args["memhog"], "24", "30"])
+    # Frames only once it charges past the limit: on a slow machine the hog can still be starting
+    # when top samples (rates all 0, 200 KiB charged, seen once).
+    deadline = time.monotonic() + 120
+    while flat_keyed(demo / "memory.events").get("max", 0) == 0 and hog.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     r["json"] = cli("top", "telemetry", "--once", "--json", "--interval", "1")
     r["text"] = cli("top", "telemetry", "--once", "--interval", "1")
     hog.communicate(timeout=600)
