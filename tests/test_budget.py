@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ def test_expected_is_last_duration_here_or_a_default() -> None:
 def test_order_cheapest_module_first_slow_last_modules_together() -> None:
     tests = [("big.py::a", False), ("big.py::b", False), ("slow.py::s", True),
              ("small.py::a", False), ("big.py::c", True), ("small.py::b", False)]
-    history = {"big.py::a": 300, "big.py::b": 200, "small.py::a": 5, "small.py::b": 5,
+    history: dict[str, float] = {"big.py::a": 300, "big.py::b": 200, "small.py::a": 5, "small.py::b": 5,
                "slow.py::s": 60, "big.py::c": 30}
     ordered = [tests[i][0] for i in order(tests, history)]
     assert ordered == ["small.py::a", "small.py::b", "big.py::a", "big.py::b", "big.py::c", "slow.py::s"]
@@ -96,3 +97,40 @@ def test_a_module_whose_first_test_was_left_out_is_left_out_whole(tmp_path: Path
                          capture_output=True, text=True, check=False)
     assert "2 skipped" in run.stdout, run.stdout
     assert "an earlier test of test_mod.py was left out" in run.stdout
+
+
+def test_in_pytest_a_test_running_past_the_hard_stop_is_stopped_with_its_make(tmp_path: Path) -> None:
+    # The test starts (its history says 0.1 s, and 3 s are left), then runs long: 1 s after the
+    # deadline it is stopped, reported as skipped with how long it ran, and the process group it
+    # started (as the kernel build starts make) is terminated on the way out.
+    pidfile = tmp_path / "pid"
+    (tmp_path / "test_demo.py").write_text(
+        "import subprocess, time\n"
+        "from memcg_bpf.testbed.kernel.build import stop_group_on_exit\n"
+        "def test_long():\n"
+        "    with subprocess.Popen(['sh', '-c', 'sleep 60 & echo $! > %s; wait'], text=True,\n"
+        "                          start_new_session=True) as proc, stop_group_on_exit(proc):\n"
+        "        proc.wait()\n"
+        "def test_after():\n    pass\n" % pidfile)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "test-durations.json").write_text(json.dumps({"test_demo.py::test_long": 0.1,
+                                                           "test_demo.py::test_after": 0.1}))
+    env = {**os.environ, "MEMCG_BPF_CACHE": str(cache), "PYTHONPATH": str(REPO),
+           "MEMCG_BPF_TEST_DEADLINE": str(time.time() + 3), "MEMCG_BPF_TEST_GRACE": "1"}
+    began = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "vm_tests.budget", "-q", "-rs",
+                          "-p", "no:cacheprovider", str(tmp_path / "test_demo.py")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=50)
+    took = time.monotonic() - began
+    assert run.returncode == 0 and "2 skipped" in run.stdout, run.stdout + run.stderr
+    assert re.search(r"time budget: stopped after \d+\.\d min, 0\.0 min past the deadline", run.stdout), run.stdout
+    assert "1 test(s) stopped" in run.stdout and "1 test(s) not started" in run.stdout, run.stdout
+    assert took < 30, took
+    sleeper = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and Path(f"/proc/{sleeper}").exists():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{sleeper}").exists(), "the test's process group outlived the stop"
+    # The stopped test keeps its old estimate: a run cut short says nothing about the next one.
+    assert json.loads((cache / "test-durations.json").read_text())["test_demo.py::test_long"] == 0.1

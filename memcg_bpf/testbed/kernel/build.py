@@ -12,9 +12,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +115,25 @@ def compiler_identity() -> str:
 def patch_digests(patches: Sequence[Path]) -> list[str]:
     """sha256 of each patch, as a tree's APPLIED_FILE lists them."""
     return [hashlib.sha256(p.read_bytes()).hexdigest() for p in patches]
+
+
+@contextmanager
+def stop_group_on_exit(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """On an exception (KeyboardInterrupt, a test's hard stop), SIGTERM PROC's process group and wait."""
+    try:
+        yield
+    except BaseException:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        raise
 
 
 def artifacts_dir(cache: Path, key: str) -> Path:
@@ -265,8 +286,12 @@ class Builder:
         warnings: list[str] = list(self.config_warnings)
         last_report = time.monotonic()
         last_object = ""
+        # Its own process group: when this process is stopped part-way (Ctrl-C, the test budget's
+        # hard stop), the whole make gets SIGTERM, so make deletes the objects it was writing and
+        # the next build continues from a tree with no half-written file.
         with self.log.open("w") as log, subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                start_new_session=True) as proc, stop_group_on_exit(proc):
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
