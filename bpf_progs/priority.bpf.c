@@ -40,6 +40,8 @@ struct priority_stats {
 	__u64 charges;		/* charges seen (with idle_ms) */
 	__u64 unthrottled;	/* memory.high sleeps it was spared */
 	__u64 last_charge_ns;	/* when it last charged */
+	__u64 activations;	/* idle -> active switches (with idle_ms) */
+	__u64 activated_ns;	/* when it last became active: its first charge after idle_ms or more */
 };
 
 struct {
@@ -104,8 +106,15 @@ int BPF_PROG(priority_try_charge, struct try_charge_memcg *tcm)
 		return 0;
 	s = memcg_bpf_slot(&cgroups, tcm->memcg, struct priority_stats);
 	if (s) {
+		__u64 now = bpf_ktime_get_ns();
+
 		__sync_fetch_and_add(&s->charges, 1);
-		s->last_charge_ns = bpf_ktime_get_ns();
+		/* Protection starts from here: the moment a userspace controller would write memory.low. */
+		if (!s->last_charge_ns || now - s->last_charge_ns > (__u64)idle_ms * 1000000) {
+			__sync_fetch_and_add(&s->activations, 1);
+			s->activated_ns = now;
+		}
+		s->last_charge_ns = now;
 	}
 	return 0;
 }

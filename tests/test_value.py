@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from memcg_bpf.testbed.value import FULL_VALUE, QUICK_VALUE, gate, summarize
@@ -58,7 +59,23 @@ def test_summary_of_a_run() -> None:
     assert round(s["reaction_ms"]) == 200             # active again at 8 s (4 on, 4 off): next write 8.2 s
     assert s["batch_mb_s"] == 2000 * 4096 / 2**20 / FULL_VALUE.seconds
     bpf = summarize(run("proactive", "bpf", 2, high=0), FULL_VALUE)
-    assert bpf["controller_cpu_us"] == 20 and bpf["slo_epochs"] == 0 and "reaction_ms" not in bpf
+    assert bpf["controller_cpu_us"] == 20 and bpf["slo_epochs"] == 0 and bpf["reaction_ms"] is None
+
+
+def test_the_policys_reaction_is_its_switch_to_active_after_the_phase_start() -> None:
+    # The run started at monotonic 100 s; the service is active again at 8 s; the policy saw its
+    # first charge 3 ms later (activated_ns is CLOCK_MONOTONIC, as the runner's start).
+    r = run("priority", "bpf", 2, high=0)
+    r["start_monotonic"] = 100.0
+    row = {"key": {"path": "/value/service"}, "value": {"protected": 9, "activated_ns": 108_003_000_000}}
+    r["stats"] = {"rc": 0, "stdout": json.dumps({"maps": {"cgroups": [row]}}), "stderr": ""}
+    assert round(summarize(r, FULL_VALUE)["reaction_ms"], 3) == 3.0
+    # An activation before any phase start (the service's start) says nothing; no stats, no number.
+    row["value"]["activated_ns"] = 100_001_000_000
+    r["stats"]["stdout"] = json.dumps({"maps": {"cgroups": [row]}})
+    assert summarize(r, FULL_VALUE)["reaction_ms"] is None
+    r["stats"] = {"rc": 1, "stdout": "", "stderr": "not loaded"}
+    assert summarize(r, FULL_VALUE)["reaction_ms"] is None
 
 
 def test_the_gate_needs_memory_high_crossed_and_the_service_hurt() -> None:

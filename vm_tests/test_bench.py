@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from memcg_bpf.testbed.kernel.build import Artifacts
-from memcg_bpf.testbed.value import QUICK_VALUE
+from memcg_bpf.testbed.value import QUICK_VALUE, summarize
 from memcg_bpf.paths import REPO_ROOT
 
 
@@ -71,6 +71,12 @@ def test_bench_quick_writes_results_plots_and_report(kernel: Artifacts, tmp_path
         if r["mode"] == "bpf":
             assert r["load"]["rc"] == 0 and r["unload"]["rc"] == 0, r["load"]
             assert r["programs"]["run_cnt"] > 0, "the policy never ran"
+        if r["mode"] == "bpf" and r["case"] == "priority":
+            # Active at the start and again after its idle phase (1 s, over idle_ms): two switches,
+            # the second one's time is the policy's reaction.
+            [row] = json.loads(r["stats"]["stdout"])["maps"]["cgroups"]
+            assert row["value"]["activations"] >= 2, row
+            assert summarize(r, QUICK_VALUE)["reaction_ms"] is not None, row
         if r["mode"] == "uctl":
             assert r["uctl"]["wakeups_period"] + r["uctl"]["wakeups_psi"] > 0
     for png in ("overhead.png", "reclaim.png", "value.png"):

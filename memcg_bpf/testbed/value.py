@@ -15,6 +15,7 @@ batch job) that the validity gate compares against.
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,14 +116,39 @@ def slo_epochs(service: dict[str, Any], epoch_ms: int) -> tuple[int, int]:
     return sum(percentile(v, 99) > SLO_US for v in epochs.values()), len(epochs)
 
 
+def policy_activations(run: dict[str, Any]) -> list[float]:
+    """bpf: when the priority policy last saw the service become active (seconds from the run's start).
+
+    Its `activated_ns` (CLOCK_MONOTONIC, as the runner's time.monotonic())
+    is the service's first charge after idle_ms without one: from then on
+    the policy protects it, as the userspace controller does from its
+    memory.low write.
+    """
+    try:
+        rows = json.loads(run["stats"]["stdout"])["maps"]["cgroups"]
+    except (KeyError, TypeError, ValueError):
+        return []
+    return [row["value"]["activated_ns"] / 1e9 - run["start_monotonic"] for row in rows
+            if isinstance(row.get("value"), dict) and row["value"].get("activated_ns")]
+
+
 def reaction_ms(run: dict[str, Any], plan: ValuePlan) -> float | None:
-    """uctl: from each service on-phase start (priority) to the controller's next write, median, in ms."""
-    writes = [t - run["start_monotonic"] for t in run.get("uctl", {}).get("write_at", [])]
-    if run["case"] != "priority" or not writes:
+    """priority: from each start of the service's active phase to the next protective action, median, in ms.
+
+    The action is the userspace controller's write (uctl) or the policy's
+    switch to active (bpf, only its latest one is kept: one per run).
+    """
+    if run["case"] != "priority":
+        return None
+    if "uctl" in run:
+        actions = [t - run["start_monotonic"] for t in run["uctl"].get("write_at", [])]
+    else:
+        actions = policy_activations(run)
+    if not actions:
         return None
     period = plan.active_s + plan.idle_s
     starts = [k * period for k in range(1, int(plan.seconds // period) + 1)]
-    waits = [min((w - s for w in writes if w >= s), default=None) for s in starts]
+    waits = [min((a - s for a in actions if a >= s), default=None) for s in starts]
     found = [w * 1e3 for w in waits if w is not None and w < period]
     return statistics.median(found) if found else None
 
@@ -158,6 +184,7 @@ def summarize(run: dict[str, Any], plan: ValuePlan) -> dict[str, Any]:
     if "programs" in run:
         out["controller_cpu_us"] = run["programs"]["run_time_ns"] / 1e3
         out["controller_calls"] = run["programs"]["run_cnt"]
+        out["reaction_ms"] = reaction_ms(run, plan)
     return out
 
 

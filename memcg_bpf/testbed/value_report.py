@@ -40,6 +40,23 @@ def cell(rows: list[dict[str, Any]], key: str, scale: float, digits: int) -> str
     return f"{text} ({spread:.0f} %)" if len(values) > 1 and mid else text
 
 
+def reaction_lines(rows: list[dict[str, Any]], case: str) -> list[str]:
+    """The median reaction of each controlling mode, from the service's switch to active to its action."""
+    what = {"uctl": "userspace controller (its memory.low write)",
+            "bpf": "BPF policy (its switch to active, at the service's first charge after the switch)"}
+    found = []
+    for mode, label in what.items():
+        values = [r["reaction_ms"] for r in rows
+                  if r["case"] == case and r["mode"] == mode and r.get("reaction_ms") is not None]
+        if values:
+            mid, spread = median_spread(values)
+            found.append(f"{label}: median {mid:.1f} ms over {len(values)} repetitions (spread {spread:.0f} %)")
+    if not found:
+        return []
+    return ["- Reaction, from the service's switch to active to the first protective action: "
+            + "; ".join(found) + "."]
+
+
 def table(rows: list[dict[str, Any]], case: str) -> list[str]:
     out = ["| mode | " + " | ".join(c[0] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for mode in ("alone", *MODES):
@@ -166,11 +183,7 @@ def section(value: dict[str, Any], results: Path) -> list[str]:
                   f"{none / 1e3 if none else 0:.1f} ms).", ""]
         lines += table(rows, case)
         lines += [""] + verdict(rows, case)
-        reactions = [r["reaction_ms"] for r in rows if r["case"] == case and r.get("reaction_ms") is not None]
-        if reactions:
-            lines.append(f"- Reaction of the userspace controller, from the service's switch to active to its "
-                         f"memory.low write: median {statistics.median(reactions):.0f} ms over repetitions "
-                         "(the BPF policy decides at the service's first charge after the switch).")
+        lines += reaction_lines(rows, case)
         lines.append("")
     lines += ["![value](results/value.png)", ""]
     return lines
