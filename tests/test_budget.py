@@ -23,7 +23,7 @@ def test_expected_is_last_duration_here_or_a_default() -> None:
     assert expected("tests/a.py::u", False, history) == DEFAULT_HOST_SECONDS
     assert expected("tests/a.py::u", True, history) == DEFAULT_SLOW_SECONDS
     # After the first slow test of a module built what the module needs, the others are ordinary.
-    assert expected("a.py::u", True, history, module_started=True) == DEFAULT_SECONDS
+    assert expected("a.py::u", True, history, group_started=True) == DEFAULT_SECONDS
 
 
 def test_order_cheapest_module_first_slow_last_modules_together() -> None:
@@ -97,6 +97,29 @@ def test_a_module_whose_first_test_was_left_out_is_left_out_whole(tmp_path: Path
                          capture_output=True, text=True, check=False)
     assert "2 skipped" in run.stdout, run.stdout
     assert "an earlier test of test_mod.py was left out" in run.stdout
+
+
+def test_a_modules_first_slow_test_keeps_the_build_estimate_after_its_other_tests_ran(tmp_path: Path) -> None:
+    """The debug-kernel test of test_memcg_ops once started with 3 min left, as if the
+    module's earlier tests had built its kernel; it needs its own build."""
+    (tmp_path / "conftest.py").write_text(
+        "def pytest_configure(config):\n    config.addinivalue_line('markers', 'slow: builds a kernel')\n")
+    (tmp_path / "test_mod.py").write_text(
+        "import pytest\n"
+        "def test_ordinary():\n    pass\n"
+        "@pytest.mark.slow\ndef test_builds():\n    pass\n"
+        "@pytest.mark.slow\ndef test_reads_the_build():\n    pass\n")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "test-durations.json").write_text(json.dumps({"test_mod.py::test_ordinary": 0.01}))
+    env = {**os.environ, "MEMCG_BPF_CACHE": str(cache), "PYTHONPATH": str(REPO),
+           "MEMCG_BPF_TEST_DEADLINE": str(time.time() + 600)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "vm_tests.budget", "-q", "-rs", "-p",
+                          "no:cacheprovider", "test_mod.py"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=False)
+    assert "1 passed, 2 skipped" in run.stdout, run.stdout
+    # Both slow tests: the group's build has not run, so neither counts as reading it.
+    assert run.stdout.count(f"this test may take {DEFAULT_SLOW_SECONDS / 60:.1f} min") == 2, run.stdout
 
 
 def test_in_pytest_a_test_running_past_the_hard_stop_is_stopped_with_its_make(tmp_path: Path) -> None:

@@ -77,16 +77,17 @@ def module_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-def expected(nodeid: str, slow: bool, history: dict[str, float], module_started: bool = False) -> float:
+def expected(nodeid: str, slow: bool, history: dict[str, float], group_started: bool = False) -> float:
     """Seconds NODEID is expected to take: its last run here, else a default.
 
-    A slow test's default covers a kernel build, which a module's first
-    test makes (module-scoped fixtures); the tests after it only read what
-    that one built.
+    A slow test's default covers a kernel build, which the first slow test
+    of a module makes (module-scoped fixtures); the slow tests after it
+    only read what that one built. The module's other tests, which run
+    earlier, do not build it.
     """
     if nodeid in history:
         return history[nodeid]
-    if slow and not module_started:
+    if slow and not group_started:
         return DEFAULT_SLOW_SECONDS
     return DEFAULT_HOST_SECONDS if nodeid.startswith("tests/") else DEFAULT_SECONDS
 
@@ -131,8 +132,9 @@ class Budget:
         self.history = read_history(path)
         self.durations: dict[str, float] = {}
         self.skipped: list[str] = []
-        self.started: set[str] = set()  # modules with a test that ran (their fixtures are set up)
-        self.left_out: set[str] = set()  # modules with a test the budget skipped
+        # (slow, module) groups with a test that ran (their fixtures are set up) or that the budget skipped
+        self.started: set[tuple[bool, str]] = set()
+        self.left_out: set[tuple[bool, str]] = set()
         self.stopped: list[str] = []  # tests stopped at the hard stop
 
     @pytest.hookimpl(hookwrapper=True)
@@ -167,19 +169,22 @@ class Budget:
             return
         slow = item.get_closest_marker("slow") is not None
         module = module_of(item.nodeid)
+        # A module's slow tests are a group of their own: they run at the end, apart from the
+        # module's other tests, and their first one builds a kernel those others never needed.
+        group = (slow, module)
         reason = skip_reason(item.nodeid, self.deadline - time.time(),
-                             expected(item.nodeid, slow, self.history, module in self.started),
+                             expected(item.nodeid, slow, self.history, group in self.started),
                              item.nodeid in self.history)
-        if not reason and module in self.left_out and module not in self.started:
-            # The first test's time included the module's set-up (a VM boot, a build): the next
+        if not reason and group in self.left_out and group not in self.started:
+            # The first test's time included the group's set-up (a VM boot, a build): the next
             # test would pay it too, and its own short time does not show that.
             reason = (f"time budget: an earlier test of {module} was left out, and with it the set-up "
                       f"this test shares; run it with '.venv/bin/python -m pytest {item.nodeid}'")
         if reason:
             self.skipped.append(item.nodeid)
-            self.left_out.add(module)
+            self.left_out.add(group)
             pytest.skip(reason)
-        self.started.add(module)
+        self.started.add(group)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.skipped and report.when == "setup":
