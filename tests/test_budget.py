@@ -79,6 +79,19 @@ def test_in_pytest_a_test_past_the_deadline_is_skipped_and_durations_are_kept(tm
     assert bad.returncode != 0 and "is not a number of seconds since the epoch" in bad.stderr
 
 
+def run_budgeted(tmp_path: Path, module: str, history: dict[str, float], seconds_left: float,
+                 **env: str) -> subprocess.CompletedProcess[str]:
+    """pytest with the budget plugin on tmp_path/MODULE, this history, and the deadline SECONDS_LEFT away."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "test-durations.json").write_text(json.dumps(history))
+    full_env = {**os.environ, "MEMCG_BPF_CACHE": str(cache), "PYTHONPATH": str(REPO),
+                "MEMCG_BPF_TEST_DEADLINE": str(time.time() + seconds_left), **env}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "vm_tests.budget", "-q", "-rs", "-p",
+                           "no:cacheprovider", module], cwd=tmp_path, env=full_env,
+                          capture_output=True, text=True, check=False, timeout=50)
+
+
 def test_a_module_whose_first_test_was_left_out_is_left_out_whole(tmp_path: Path) -> None:
     """The first test carries the module's set-up; a later short one would pay it again unseen."""
     (tmp_path / "test_mod.py").write_text(
@@ -86,15 +99,8 @@ def test_a_module_whose_first_test_was_left_out_is_left_out_whole(tmp_path: Path
         "@pytest.fixture(scope='module')\ndef boot():\n    return 1\n"
         "def test_first(boot):\n    pass\n"
         "def test_second(boot):\n    pass\n")
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "test-durations.json").write_text(json.dumps({
-        "test_mod.py::test_first": 600.0, "test_mod.py::test_second": 0.01}))
-    env = {**os.environ, "MEMCG_BPF_CACHE": str(cache), "PYTHONPATH": str(REPO),
-           "MEMCG_BPF_TEST_DEADLINE": str(time.time() + 60)}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "vm_tests.budget", "-q", "-rs", "-p",
-                          "no:cacheprovider", "test_mod.py"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, check=False)
+    run = run_budgeted(tmp_path, "test_mod.py", {"test_mod.py::test_first": 600.0,
+                                                  "test_mod.py::test_second": 0.01}, 60)
     assert "2 skipped" in run.stdout, run.stdout
     assert "an earlier test of test_mod.py was left out" in run.stdout
 
@@ -109,14 +115,7 @@ def test_a_modules_first_slow_test_keeps_the_build_estimate_after_its_other_test
         "def test_ordinary():\n    pass\n"
         "@pytest.mark.slow\ndef test_builds():\n    pass\n"
         "@pytest.mark.slow\ndef test_reads_the_build():\n    pass\n")
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "test-durations.json").write_text(json.dumps({"test_mod.py::test_ordinary": 0.01}))
-    env = {**os.environ, "MEMCG_BPF_CACHE": str(cache), "PYTHONPATH": str(REPO),
-           "MEMCG_BPF_TEST_DEADLINE": str(time.time() + 600)}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "vm_tests.budget", "-q", "-rs", "-p",
-                          "no:cacheprovider", "test_mod.py"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, check=False)
+    run = run_budgeted(tmp_path, "test_mod.py", {"test_mod.py::test_ordinary": 0.01}, 600)
     assert "1 passed, 2 skipped" in run.stdout, run.stdout
     # Both slow tests: the group's build has not run, so neither counts as reading it.
     assert run.stdout.count(f"this test may take {DEFAULT_SLOW_SECONDS / 60:.1f} min") == 2, run.stdout
@@ -135,16 +134,9 @@ def test_in_pytest_a_test_running_past_the_hard_stop_is_stopped_with_its_make(tm
         "                          start_new_session=True) as proc, stop_group_on_exit(proc):\n"
         "        proc.wait()\n"
         "def test_after():\n    pass\n" % pidfile)
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "test-durations.json").write_text(json.dumps({"test_demo.py::test_long": 0.1,
-                                                           "test_demo.py::test_after": 0.1}))
-    env = {**os.environ, "MEMCG_BPF_CACHE": str(cache), "PYTHONPATH": str(REPO),
-           "MEMCG_BPF_TEST_DEADLINE": str(time.time() + 3), "MEMCG_BPF_TEST_GRACE": "1"}
     began = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "vm_tests.budget", "-q", "-rs",
-                          "-p", "no:cacheprovider", str(tmp_path / "test_demo.py")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=50)
+    run = run_budgeted(tmp_path, "test_demo.py", {"test_demo.py::test_long": 0.1, "test_demo.py::test_after": 0.1},
+                       3, MEMCG_BPF_TEST_GRACE="1")
     took = time.monotonic() - began
     assert run.returncode == 0 and "2 skipped" in run.stdout, run.stdout + run.stderr
     assert re.search(r"time budget: stopped after \d+\.\d min, 0\.0 min past the deadline", run.stdout), run.stdout
@@ -156,4 +148,4 @@ def test_in_pytest_a_test_running_past_the_hard_stop_is_stopped_with_its_make(tm
         time.sleep(0.1)
     assert not Path(f"/proc/{sleeper}").exists(), "the test's process group outlived the stop"
     # The stopped test keeps its old estimate: a run cut short says nothing about the next one.
-    assert json.loads((cache / "test-durations.json").read_text())["test_demo.py::test_long"] == 0.1
+    assert json.loads((tmp_path / "cache" / "test-durations.json").read_text())["test_demo.py::test_long"] == 0.1

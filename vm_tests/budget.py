@@ -111,17 +111,21 @@ def order(tests: Iterable[tuple[str, bool]], history: dict[str, float]) -> list[
     return sorted(range(len(tests)), key=rank)
 
 
+def how_to_run(nodeid: str) -> str:
+    return f"run it with '.venv/bin/python -m pytest {nodeid}', or the suite with MEMCG_BPF_TEST_BUDGET=0"
+
+
 def skip_reason(nodeid: str, left: float, needs: float, ran_before: bool) -> str | None:
     if needs <= left:
         return None
     basis = "took" if ran_before else "may take"
     return (f"time budget: {max(left, 0) / 60:.1f} min left and this test {basis} {needs / 60:.1f} min here; "
-            f"run it with '.venv/bin/python -m pytest {nodeid}', or the suite with MEMCG_BPF_TEST_BUDGET=0")
+            + how_to_run(nodeid))
 
 
 def stop_reason(nodeid: str, ran: float, grace: float) -> str:
     return (f"time budget: stopped after {ran / 60:.1f} min, {grace / 60:.1f} min past the deadline; "
-            f"run it with '.venv/bin/python -m pytest {nodeid}', or the suite with MEMCG_BPF_TEST_BUDGET=0")
+            + how_to_run(nodeid))
 
 
 class Budget:
